@@ -75,6 +75,10 @@ type Metric struct {
 	Optional []string
 	// Stamp tells how timestamps are set, for documentation.
 	Stamp string
+	// DerivedFrom, when set, names the index register this metric is
+	// computed from by the privacy gate at read time. Derived metrics are
+	// never stored: ingestion refuses them.
+	DerivedFrom string
 }
 
 // Metric names.
@@ -90,6 +94,12 @@ const (
 	ConcReconciled     = "linky_concentrator_meters_reconciled"
 	ConcLastCollection = "linky_concentrator_last_collection_timestamp_seconds"
 	ConcInfo           = "linky_concentrator_info"
+
+	// Derived daily energies, computed by the gate from the index registers
+	// at local midnights (see docs/gate.md).
+	DailyConsumption = "linky_consumption_daily_wh"
+	DailyInjection   = "linky_injection_daily_wh"
+	DailyGeneration  = "producer_generation_daily_wh"
 )
 
 var meterPlacement = []string{LabelConcentrator, LabelCluster}
@@ -162,6 +172,24 @@ var All = []Metric{
 		Required: []string{LabelConcentrator, LabelPLC}, Optional: []string{LabelCluster},
 		Stamp: "time of the collection",
 	},
+	{
+		Name: DailyConsumption, Unit: "Wh", Type: "gauge", Subject: Meter, Flow: Consumption, Nature: Daily, DerivedFrom: IndexConsumption,
+		Help:     "Daily consumption of day D: consumption index at the local midnight closing D minus the index at the local midnight opening D. Computed by the gate, never ingested.",
+		Required: []string{LabelRMP},
+		Stamp:    "local midnight Europe/Paris that closes the day",
+	},
+	{
+		Name: DailyInjection, Unit: "Wh", Type: "gauge", Subject: Meter, Flow: Production, Nature: Daily, DerivedFrom: IndexInjection,
+		Help:     "Daily injection of day D, from the injection index at the local midnights around D. Computed by the gate, never ingested.",
+		Required: []string{LabelRMP},
+		Stamp:    "local midnight Europe/Paris that closes the day",
+	},
+	{
+		Name: DailyGeneration, Unit: "Wh", Type: "gauge", Subject: Meter, Flow: Production, Nature: Daily, DerivedFrom: IndexGeneration,
+		Help:     "Daily generation of day D, from the generation index at the local midnights around D. Computed by the gate, never ingested.",
+		Required: []string{LabelRMP},
+		Stamp:    "local midnight Europe/Paris that closes the day",
+	},
 }
 
 var byName = func() map[string]*Metric {
@@ -213,6 +241,9 @@ func Validate(ls labels.Labels) (*Metric, error) {
 			return nil, fmt.Errorf("series %s has no metric name", ls.String())
 		}
 		return nil, fmt.Errorf("metric %q is not in the catalogue", name)
+	}
+	if m.DerivedFrom != "" {
+		return nil, fmt.Errorf("metric %q is computed from %s at read time and cannot be written", name, m.DerivedFrom)
 	}
 	var err error
 	seen := 0
