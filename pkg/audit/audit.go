@@ -1,0 +1,191 @@
+// Package audit keeps the durable record of every decision of the privacy
+// gate: one JSON line per decision, fsync'd before the answer leaves, each
+// line carrying the SHA-256 of the line before it so that a removed or edited
+// line is detected by Verify.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Decisions recorded in Record.Decision.
+const (
+	Allowed = "allowed"
+	Refused = "refused"
+)
+
+// Record is one decision of the gate.
+type Record struct {
+	Time     time.Time `json:"time"`
+	Caller   string    `json:"caller"`
+	Audience string    `json:"audience"`
+	UseCases []string  `json:"use_cases,omitempty"`
+	Query    string    `json:"query"`
+	// Start, End and Step describe the evaluation; Start == End for an
+	// instant query.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Step  string    `json:"step,omitempty"`
+	// Perimeters the query addressed.
+	Perimeters []string `json:"perimeters,omitempty"`
+	// MinSet is the smallest number of contributing RMPs of a published
+	// point, SetSizes the contributing RMPs of every evaluated aggregate
+	// point (published or not), for the privacy officer.
+	MinSet   int   `json:"min_set,omitempty"`
+	SetSizes []int `json:"set_sizes,omitempty"`
+	Decision string `json:"decision"`
+	// Rule names the policy rule that refused the query or suppressed a
+	// point; Detail says why in words. Neither ever reaches the caller.
+	Rule       string   `json:"rule,omitempty"`
+	Detail     string   `json:"detail,omitempty"`
+	Suppressed []string `json:"suppressed,omitempty"`
+	Rows       int      `json:"rows"`
+	// Prev is the hex SHA-256 of the previous line ("" for the first).
+	Prev string `json:"prev"`
+}
+
+// Log is an append-only, hash-chained audit file.
+type Log struct {
+	mu   sync.Mutex
+	f    *os.File
+	prev string
+
+	decisions  *prometheus.CounterVec
+	suppressed *prometheus.CounterVec
+	failures   prometheus.Counter
+}
+
+// Open opens (or creates) the log at path and resumes its chain. reg may be
+// nil; otherwise the log's counters are registered on it.
+func Open(path string, reg prometheus.Registerer) (*Log, error) {
+	prev, _, err := scan(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	l := &Log{
+		f:    f,
+		prev: prev,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metergate_gate_decisions_total",
+			Help: "Decisions of the privacy gate by audience, decision and refusing rule.",
+		}, []string{"audience", "decision", "rule"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metergate_gate_suppressed_points_total",
+			Help: "Points the privacy gate computed but did not publish, by audience and rule.",
+		}, []string{"audience", "rule"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "metergate_audit_write_failures_total",
+			Help: "Audit records that could not be written; the gate refuses the query then.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{l.decisions, l.suppressed, l.failures} {
+			if err := reg.Register(c); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("registering audit metrics: %w", err)
+			}
+		}
+	}
+	return l, nil
+}
+
+// Append writes r durably (written and fsync'd) and counts it. A caller must
+// not release an answer whose record failed to be written.
+func (l *Log) Append(r Record) error {
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	r.Time = r.Time.UTC()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.Prev = l.prev
+	line, err := json.Marshal(r)
+	if err != nil {
+		l.failures.Inc()
+		return fmt.Errorf("encoding audit record: %w", err)
+	}
+	if _, err := l.f.Write(append(line, '\n')); err != nil {
+		l.failures.Inc()
+		return fmt.Errorf("writing audit record: %w", err)
+	}
+	if err := l.f.Sync(); err != nil {
+		l.failures.Inc()
+		return fmt.Errorf("syncing audit log: %w", err)
+	}
+	l.prev = digest(line)
+	l.decisions.WithLabelValues(r.Audience, r.Decision, r.Rule).Inc()
+	for _, rule := range r.Suppressed {
+		l.suppressed.WithLabelValues(r.Audience, rule).Inc()
+	}
+	return nil
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// Verify reads the log at path and checks its chain. It returns the number
+// of records, and an error naming the first line that breaks the chain.
+func Verify(path string) (int, error) {
+	_, n, err := scan(path)
+	return n, err
+}
+
+func digest(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hex.EncodeToString(sum[:])
+}
+
+// scan walks the file checking each line's Prev against the previous line,
+// and returns the digest of the last line.
+func scan(path string) (last string, n int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	for {
+		line, err := br.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			if len(line) > 0 {
+				return last, n, fmt.Errorf("%s:%d: truncated record (no newline)", path, n+1)
+			}
+			return last, n, nil
+		}
+		if err != nil {
+			return last, n, fmt.Errorf("reading %s: %w", path, err)
+		}
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		var r struct {
+			Prev *string `json:"prev"`
+		}
+		if err := json.Unmarshal(line, &r); err != nil || r.Prev == nil {
+			return last, n, fmt.Errorf("%s:%d: not an audit record", path, n+1)
+		}
+		if *r.Prev != last {
+			return last, n, fmt.Errorf("%s:%d: chain broken: prev %.12s… does not match the previous line's digest %.12s…", path, n+1, *r.Prev, last)
+		}
+		last = digest(line)
+		n++
+	}
+}
