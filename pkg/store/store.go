@@ -1,0 +1,71 @@
+// Package store opens the storage metergate writes to and reads from.
+//
+// The server only ever sees Prometheus's own storage interfaces
+// (storage.AppendableV2 for writes, storage.Queryable for reads), so that a
+// distributed engine can later stand behind the same server unchanged. The
+// default is an embedded Prometheus TSDB in a local directory.
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// Store is what the server needs of its storage.
+type Store interface {
+	storage.AppendableV2
+	storage.Queryable
+	// HeadSeries is the number of series in memory, for /metrics.
+	HeadSeries() uint64
+	// Ready reports whether the store accepts reads and writes.
+	Ready(ctx context.Context) error
+	Close() error
+}
+
+// Options of the embedded TSDB.
+type Options struct {
+	Retention time.Duration
+	// OutOfOrderWindow is how far behind the newest sample a sample may be and
+	// still be accepted. Linky delivers day D during D+1, so every reading is
+	// hours to days old when it lands: a TSDB without this window refuses it.
+	OutOfOrderWindow time.Duration
+	// BlockDuration is the head block range (Prometheus's 2h by default).
+	BlockDuration time.Duration
+}
+
+// Embedded is a Prometheus TSDB in a local directory.
+type Embedded struct {
+	*tsdb.DB
+}
+
+// OpenEmbedded opens (or creates) the TSDB in dir. After a crash it replays
+// the write-ahead log, so every acknowledged sample is back.
+func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Registerer) (*Embedded, error) {
+	opts := tsdb.DefaultOptions()
+	opts.RetentionDuration = o.Retention.Milliseconds()
+	opts.OutOfOrderTimeWindow = o.OutOfOrderWindow.Milliseconds()
+	if o.BlockDuration > 0 {
+		opts.MinBlockDuration = o.BlockDuration.Milliseconds()
+	}
+	// As Prometheus does: compacted blocks grow to a tenth of the retention,
+	// at most 31 days, so queries over a year touch few blocks.
+	maxBlock := min(o.Retention/10, 31*24*time.Hour).Milliseconds()
+	opts.MaxBlockDuration = max(maxBlock, opts.MinBlockDuration)
+	db, err := tsdb.Open(dir, logger, reg, opts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
+	}
+	return &Embedded{DB: db}, nil
+}
+
+// HeadSeries is the number of series in the head block.
+func (e *Embedded) HeadSeries() uint64 { return e.Head().NumSeries() }
+
+// Ready is always nil once the TSDB is open: tsdb.Open replays the WAL before returning.
+func (e *Embedded) Ready(context.Context) error { return nil }

@@ -1,0 +1,140 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/metergate/metergate/pkg/catalogue"
+)
+
+// Reasons a series or sample is refused, as counted in /metrics.
+const (
+	ReasonNotInCatalogue = "not_in_catalogue"
+	ReasonNoConsent      = "curve_without_consent"
+	ReasonTooOld         = "too_old"
+	ReasonDuplicate      = "duplicate_timestamp"
+	ReasonHistogram      = "native_histogram"
+)
+
+// refusals collects what one request refused, so that the HTTP layer can
+// answer 400 naming the series while the valid ones are committed.
+type refusals struct {
+	mu      sync.Mutex
+	series  map[string]int // "series: reason" -> samples refused
+	order   []string
+	samples int
+}
+
+func (r *refusals) add(ls labels.Labels, reason string, err error) {
+	key := fmt.Sprintf("%s: %s (%s)", ls.String(), err.Error(), reason)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.series[key]; !ok {
+		r.order = append(r.order, key)
+	}
+	r.series[key]++
+	r.samples++
+}
+
+type refusalsKey struct{}
+
+func withRefusals(ctx context.Context) (context.Context, *refusals) {
+	r := &refusals{series: map[string]int{}}
+	return context.WithValue(ctx, refusalsKey{}, r), r
+}
+
+// validatingAppendable checks every series against the catalogue and the
+// collection policy before it reaches storage. It never fails a request for
+// a bad series: it skips it and records why, so the good series of the same
+// request are stored and the sender still learns, by a 400, what was wrong.
+type validatingAppendable struct {
+	next         storage.AppendableV2
+	curveOK      func(rmp string, t time.Time) bool
+	needsConsent func(*catalogue.Metric) bool
+	metrics      *metrics
+}
+
+func (v *validatingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	next := v.next.AppenderV2(ctx)
+	ex, _ := next.(storage.ExemplarAppenderV2)
+	refused, _ := ctx.Value(refusalsKey{}).(*refusals)
+	if refused == nil {
+		refused = &refusals{series: map[string]int{}}
+	}
+	return &validatingAppender{ExemplarAppenderV2: ex, next: next, parent: v, refused: refused,
+		validated: map[storage.SeriesRef]*catalogue.Metric{}}
+}
+
+type validatingAppender struct {
+	storage.ExemplarAppenderV2 // nil if next cannot take exemplars; the handler checks
+	next                       storage.AppenderV2
+	parent                     *validatingAppendable
+	refused                    *refusals
+	appended                   int
+	validated                  map[storage.SeriesRef]*catalogue.Metric
+}
+
+func (a *validatingAppender) refuse(ls labels.Labels, reason string, err error) (storage.SeriesRef, error) {
+	a.refused.add(ls, reason, err)
+	a.parent.metrics.refused.WithLabelValues(reason).Inc()
+	return 0, nil
+}
+
+func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	// A ref this appender returned belongs to a series it already validated
+	// in this request; only the timestamp needs checking again.
+	m, ok := a.validated[ref]
+	if ref == 0 || !ok {
+		var err error
+		if m, err = catalogue.Validate(ls); err != nil {
+			return a.refuse(ls, ReasonNotInCatalogue, err)
+		}
+	}
+	if h != nil || fh != nil {
+		return a.refuse(ls, ReasonHistogram, errors.New("native histograms are not in the catalogue"))
+	}
+	if a.parent.needsConsent(m) {
+		ts := time.UnixMilli(t)
+		if !a.parent.curveOK(ls.Get(catalogue.LabelRMP), ts) {
+			return a.refuse(ls, ReasonNoConsent, fmt.Errorf("load curve point at %s without a consent in force: curves are collected only with consent", ts.UTC().Format(time.RFC3339)))
+		}
+	}
+	newRef, err := a.next.Append(ref, ls, st, t, v, nil, nil, opts)
+	switch {
+	case err == nil:
+		a.appended++
+		a.validated[newRef] = m
+		return newRef, nil
+	case errors.Is(err, storage.ErrOutOfOrderSample), errors.Is(err, storage.ErrOutOfBounds), errors.Is(err, storage.ErrTooOldSample):
+		return a.refuse(ls, ReasonTooOld, fmt.Errorf("sample at %s is older than the out-of-order window allows", time.UnixMilli(t).UTC().Format(time.RFC3339)))
+	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		return a.refuse(ls, ReasonDuplicate, fmt.Errorf("another value was already stored at %s", time.UnixMilli(t).UTC().Format(time.RFC3339)))
+	default:
+		return newRef, err
+	}
+}
+
+func (a *validatingAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, es []exemplar.Exemplar) (storage.SeriesRef, error) {
+	if a.ExemplarAppenderV2 == nil || ref == 0 {
+		return ref, nil // exemplars of refused series, or a store without exemplars: dropped
+	}
+	return a.ExemplarAppenderV2.AppendExemplars(ref, ls, es)
+}
+
+func (a *validatingAppender) Commit() error {
+	if err := a.next.Commit(); err != nil {
+		return fmt.Errorf("committing %d samples: %w", a.appended, err)
+	}
+	a.parent.metrics.ingested.Add(float64(a.appended))
+	return nil
+}
+
+func (a *validatingAppender) Rollback() error { return a.next.Rollback() }

@@ -1,0 +1,317 @@
+// Package server assembles metergate serve: storage, remote-write
+// ingestion, the query API behind the evaluator, the rule manager, health
+// and metrics endpoints, and an orderly shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
+
+	"github.com/metergate/metergate/pkg/config"
+	"github.com/metergate/metergate/pkg/registry"
+	"github.com/metergate/metergate/pkg/store"
+	"github.com/metergate/metergate/remote/ingest"
+	"github.com/metergate/metergate/remote/query"
+)
+
+// Server is a running metergate.
+type Server struct {
+	cfg      *config.Config
+	logger   *slog.Logger
+	reg      *prometheus.Registry
+	store    store.Store
+	engine   *promql.Engine
+	rules    *rules.Manager
+	registry atomic.Pointer[registry.Registry]
+	handler  http.Handler
+	ready    atomic.Bool
+	listener net.Listener
+	http     *http.Server
+}
+
+// Options are what the configuration file does not say.
+type Options struct {
+	Logger *slog.Logger
+	// Store, when set, replaces the embedded TSDB (tests, remote engines).
+	Store store.Store
+	// Evaluator, when set, replaces the operator-only raw evaluator.
+	Evaluator func(s *Server) query.Evaluator
+	// BlockDuration overrides the TSDB head block range.
+	BlockDuration time.Duration
+}
+
+// New opens storage, loads the registry and the rules, and builds the HTTP
+// handler. Nothing listens until Serve.
+func New(cfg *config.Config, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, logger: o.Logger, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	s.store = o.Store
+	if s.store == nil {
+		db, err := store.OpenEmbedded(cfg.Path(cfg.DataDir), store.Options{
+			Retention:        time.Duration(cfg.Storage.Retention),
+			OutOfOrderWindow: time.Duration(cfg.Storage.OutOfOrderWindow),
+			BlockDuration:    o.BlockDuration,
+		}, o.Logger.With("component", "tsdb"), s.reg)
+		if err != nil {
+			return nil, err
+		}
+		s.store = db
+	}
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "metergate_tsdb_head_series",
+		Help: "Series held in the TSDB head (in memory).",
+	}, func() float64 { return float64(s.store.HeadSeries()) }))
+
+	s.engine = promql.NewEngine(promql.EngineOpts{
+		Logger:               o.Logger.With("component", "promql"),
+		Reg:                  s.reg,
+		MaxSamples:           cfg.Query.MaxSamples,
+		Timeout:              time.Duration(cfg.Query.Timeout),
+		LookbackDelta:        time.Duration(cfg.Query.LookbackDelta),
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})
+	if err := s.startRules(); err != nil {
+		_ = s.store.Close()
+		return nil, err
+	}
+
+	var eval query.Evaluator = &rawEvaluator{engine: s.engine, queryable: s.store}
+	if o.Evaluator != nil {
+		eval = o.Evaluator(s)
+	}
+	s.handler = s.routes(eval)
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Registry returns the current snapshot of the district registry.
+func (s *Server) Registry() *registry.Registry { return s.registry.Load() }
+
+// Store returns the storage the server reads and writes.
+func (s *Server) Store() store.Store { return s.store }
+
+// Engine returns the PromQL engine.
+func (s *Server) Engine() *promql.Engine { return s.engine }
+
+// Metrics returns the registry of the server's own metrics.
+func (s *Server) Metrics() *prometheus.Registry { return s.reg }
+
+// Reload reads the registry directory again. A registry that fails to load
+// leaves the previous one in force.
+func (s *Server) Reload() error {
+	r, err := registry.Load(s.cfg.Path(s.cfg.RegistryDir))
+	if err != nil {
+		return fmt.Errorf("loading registry: %w", err)
+	}
+	s.registry.Store(r)
+	s.logger.Info("registry loaded", "meters", len(r.Meters), "perimeters", len(r.PerimeterNames()), "consents", len(r.Consents))
+	return nil
+}
+
+func (s *Server) startRules() error {
+	var files []string
+	for _, pattern := range s.cfg.RuleFiles {
+		m, err := filepath.Glob(s.cfg.Path(pattern))
+		if err != nil {
+			return fmt.Errorf("rule_files %q: %w", pattern, err)
+		}
+		files = append(files, m...)
+	}
+	logger := s.logger.With("component", "rules")
+	s.rules = rules.NewManager(&rules.ManagerOptions{
+		AppendableV2: s.store,
+		Queryable:    s.store,
+		QueryFunc:    rules.EngineQueryFunc(s.engine, s.store),
+		NotifyFunc: func(_ context.Context, expr string, alerts ...*rules.Alert) {
+			for _, a := range alerts {
+				logger.Warn("alert", "name", a.Labels.Get("alertname"), "state", a.State.String(), "labels", a.Labels.String(), "expr", expr)
+			}
+		},
+		Context:    context.Background(),
+		Logger:     logger,
+		Registerer: s.reg,
+	})
+	if err := s.rules.Update(time.Minute, files, labels.EmptyLabels(), "", nil); err != nil {
+		return fmt.Errorf("loading rules: %w", err)
+	}
+	go s.rules.Run()
+	logger.Info("rules loaded", "files", len(files), "groups", len(s.rules.RuleGroups()))
+	return nil
+}
+
+// Handler is the server's HTTP handler (for tests that do not listen).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listen binds the configured address (":0" picks a free port).
+func (s *Server) Listen() (net.Addr, error) {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = l
+	return l.Addr(), nil
+}
+
+// Serve answers requests until ctx ends, then shuts down in order: stop
+// accepting, finish requests in flight (their samples are committed), stop
+// the rules, close the TSDB (which flushes the head's chunks).
+func (s *Server) Serve(ctx context.Context) error {
+	if s.listener == nil {
+		if _, err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	s.http = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.listener) }()
+	s.logger.Info("serving", "addr", s.listener.Addr().String())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	return errors.Join(serveErr, s.shutdown())
+}
+
+func (s *Server) shutdown() error {
+	s.ready.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping HTTP: %w", err))
+		}
+	}
+	return errors.Join(append(errs, s.Close())...)
+}
+
+// Close stops the rules and closes storage.
+func (s *Server) Close() error {
+	if s.rules != nil {
+		s.rules.Stop()
+		s.rules = nil
+	}
+	if s.store == nil {
+		return nil
+	}
+	err := s.store.Close()
+	s.store = nil
+	if err != nil {
+		return fmt.Errorf("closing storage: %w", err)
+	}
+	s.logger.Info("storage closed")
+	return nil
+}
+
+type callerKey struct{}
+
+// CallerOf returns the authenticated caller of a request, or nil.
+func CallerOf(r *http.Request) *config.Caller {
+	c, _ := r.Context().Value(callerKey{}).(*config.Caller)
+	return c
+}
+
+// authenticate resolves the bearer token. A request with a wrong token is
+// refused here, before any handler; a request without one continues as the
+// anonymous caller if the configuration has one, else as nobody.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	var anonymous *config.Caller
+	if s.cfg.Anonymous != "" {
+		anonymous = &config.Caller{Name: "anonymous", Audience: s.cfg.Anonymous}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		caller := anonymous
+		if auth != "" {
+			token, ok := strings.CutPrefix(auth, "Bearer ")
+			c, found := s.cfg.Identify(strings.TrimSpace(token))
+			if !ok || !found {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="metergate", error="invalid_token"`)
+				http.Error(w, "invalid bearer token", http.StatusUnauthorized)
+				return
+			}
+			caller = c
+		}
+		if caller != nil {
+			r = r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) routes(eval query.Evaluator) http.Handler {
+	mux := http.NewServeMux()
+	write := ingest.NewHandler(ingest.Options{
+		Storage:          s.store,
+		MaxBodyBytes:     s.cfg.Write.MaxBodyBytes,
+		CurveCollectable: func(rmp string, t time.Time) bool { return s.Registry().CurveCollectable(rmp, t) },
+		Logger:           s.logger.With("component", "ingest"),
+		Registerer:       s.reg,
+	})
+	mux.Handle("/api/v1/write", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := CallerOf(r)
+		if c == nil || !c.Write {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metergate"`)
+			http.Error(w, "a sender's bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		if !s.ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		write.ServeHTTP(w, r)
+	}))
+	api := &query.API{Eval: eval, Caller: CallerOf, RefusalError: query.ErrRefused}
+	api.Register(mux)
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("metergate is healthy.\n"))
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "metergate is not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.store.Ready(r.Context()); err != nil {
+			http.Error(w, "storage not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("metergate is ready.\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not found", http.StatusNotFound)
+	})
+	return s.authenticate(mux)
+}
