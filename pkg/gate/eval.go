@@ -1,0 +1,233 @@
+package gate
+
+import (
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/registry"
+)
+
+// point is one output value with its labels.
+type point struct {
+	lbls labels.Labels
+	v    float64
+}
+
+// vec is the value of a plan node on one day: points by label key, or a
+// scalar when the node holds no aggregate.
+type vec struct {
+	scalar   bool
+	s        float64
+	points   map[string]point
+	complete bool // no point of an operand was suppressed
+}
+
+// dayEval evaluates a plan for one day and records what it hid.
+type dayEval struct {
+	g         *Gate
+	reg       *registry.Registry
+	audience  registry.Audience
+	day       localday.Day
+	daily     map[string]dailyValues // by source index metric
+	setSizes  []int
+	minSet    int
+	hidden    []string // rules of suppressed points
+	dominance float64
+}
+
+func (e *dayEval) eval(n node) vec {
+	switch n := n.(type) {
+	case *literal:
+		return vec{scalar: true, s: n.v}
+	case *negate:
+		x := e.eval(n.x)
+		if x.scalar {
+			return vec{scalar: true, s: -x.s}
+		}
+		out := vec{points: map[string]point{}}
+		for k, p := range x.points {
+			out.points[k] = point{p.lbls, -p.v}
+		}
+		return out
+	case *binary:
+		return e.binary(n)
+	case *leaf:
+		return e.leaf(n)
+	}
+	panic("gate: unknown plan node") // the planner only builds the types above
+}
+
+func arith(op parser.ItemType, a, b float64) float64 {
+	switch op {
+	case parser.ADD:
+		return a + b
+	case parser.SUB:
+		return a - b
+	case parser.MUL:
+		return a * b
+	case parser.DIV:
+		return a / b
+	}
+	return math.NaN()
+}
+
+// binary applies arithmetic with Prometheus's one-to-one matching on
+// identical label sets; the result keeps the left-hand labels.
+func (e *dayEval) binary(n *binary) vec {
+	l, r := e.eval(n.lhs), e.eval(n.rhs)
+	switch {
+	case l.scalar && r.scalar:
+		return vec{scalar: true, s: arith(n.op, l.s, r.s)}
+	case l.scalar:
+		out := vec{points: map[string]point{}}
+		for k, p := range r.points {
+			out.points[k] = point{p.lbls, arith(n.op, l.s, p.v)}
+		}
+		return out
+	case r.scalar:
+		out := vec{points: map[string]point{}}
+		for k, p := range l.points {
+			out.points[k] = point{p.lbls, arith(n.op, p.v, r.s)}
+		}
+		return out
+	}
+	out := vec{points: map[string]point{}}
+	for k, p := range l.points {
+		if q, ok := r.points[k]; ok {
+			out.points[k] = point{p.lbls, arith(n.op, p.v, q.v)}
+		}
+	}
+	return out
+}
+
+// leaf computes one aggregate over the contributing RMPs of a perimeter on
+// the day: the registry says who is a member, the data says who
+// contributes, and each group is published only if it passes the set size,
+// every Venn cell and, for sums, dominance.
+func (e *dayEval) leaf(l *leaf) vec {
+	out := vec{points: map[string]point{}}
+	p, ok := e.reg.Perimeter(l.perimeter, e.day)
+	if !ok {
+		return out
+	}
+	vals := e.daily[l.metric.DerivedFrom][e.day]
+	type group struct {
+		lbls   labels.Labels
+		prms   []string
+		values []float64
+	}
+	groups := map[string]*group{}
+	for _, prm := range e.reg.Members(p, e.day) {
+		v, ok := vals[prm]
+		if !ok {
+			continue // registered but not contributing
+		}
+		m, _ := e.reg.Meter(prm)
+		b := labels.NewScratchBuilder(len(l.by))
+		for _, name := range l.by {
+			if lv := meterLabel(m, name); lv != "" {
+				b.Add(name, lv)
+			}
+		}
+		b.Sort()
+		lbls := b.Labels()
+		k := lbls.String()
+		gr := groups[k]
+		if gr == nil {
+			gr = &group{lbls: lbls}
+			groups[k] = gr
+		}
+		gr.prms = append(gr.prms, prm)
+		gr.values = append(gr.values, v)
+	}
+	fam := family{e.audience, l.metric.Flow}
+	t := fam.threshold()
+	cells := e.g.cells(e.reg, fam, e.day)
+	for k, gr := range groups {
+		n := len(gr.prms)
+		e.setSizes = append(e.setSizes, n)
+		if n < t {
+			e.hidden = append(e.hidden, ruleSetSize)
+			continue
+		}
+		if bad := smallCell(cells, gr.prms, t); bad {
+			e.hidden = append(e.hidden, ruleCell)
+			continue
+		}
+		var v float64
+		switch l.op {
+		case parser.SUM:
+			var sum, largest float64
+			for _, x := range gr.values {
+				sum += x
+				largest = max(largest, x)
+			}
+			if e.dominance > 0 && sum > 0 && largest > e.dominance*sum {
+				e.hidden = append(e.hidden, ruleDominance)
+				continue
+			}
+			v = sum
+		case parser.QUANTILE:
+			v = quantile(l.q, gr.values)
+			if l.rule.RoundUpKWh {
+				v = math.Ceil(v/1000) * 1000
+			}
+		}
+		if e.minSet == 0 || n < e.minSet {
+			e.minSet = n
+		}
+		out.points[k] = point{gr.lbls, v}
+	}
+	return out
+}
+
+// smallCell reports whether some Venn cell holds some but fewer than t of
+// the contributing prms. RMPs outside every cell cannot occur for a visible
+// perimeter; they are counted as one cell of their own, to fail closed.
+func smallCell(c *cells, prms []string, t int) bool {
+	count := map[int]int{}
+	for _, prm := range prms {
+		id, ok := c.of[prm]
+		if !ok {
+			id = -1
+		}
+		count[id]++
+	}
+	for _, n := range count {
+		if n > 0 && n < t {
+			return true
+		}
+	}
+	return false
+}
+
+// quantile is the φ-quantile of values with Prometheus's semantics: linear
+// interpolation between the closest ranks, rank φ·(n−1).
+func quantile(q float64, values []float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(values)
+	sort.Float64s(s)
+	rank := q * float64(len(s)-1)
+	lo := math.Floor(rank)
+	hi := math.Min(lo+1, float64(len(s)-1))
+	w := rank - lo
+	return s[int(lo)]*(1-w) + s[int(hi)]*w
+}
+
+// sources lists the index registers a plan reads.
+func sources(leaves []*leaf) []string {
+	var out []string
+	for _, l := range leaves {
+		if l.metric.DerivedFrom != "" && !slices.Contains(out, l.metric.DerivedFrom) {
+			out = append(out, l.metric.DerivedFrom)
+		}
+	}
+	return out
+}
