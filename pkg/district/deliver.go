@@ -71,7 +71,9 @@ func NewModel(reg *registry.Registry, opts ModelOptions) (*Model, error) {
 		opts.MissingRate = 0.003
 	}
 	m := &Model{seed: opts.Seed, reg: reg, opts: opts}
-	m.curveFor = func(i int, t time.Time) bool { return m.meters[i].consents && reg.CurveCollectable(m.meters[i].m.PRM, t) }
+	m.curveFor = func(i int, t time.Time) bool {
+		return m.meters[i].consents && reg.CurveCollectable(m.meters[i].m.PRM, t)
+	}
 	concIdx := map[string]int{}
 	for i, c := range reg.Concentrators {
 		concIdx[c.ID] = i

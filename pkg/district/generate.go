@@ -318,7 +318,9 @@ func placeRollout(seed uint64, opts Options, r *registry.Registry) {
 		order[i] = i
 	}
 	// Concentrator by concentrator, in a shuffled order of areas.
-	concRank := func(c string) uint64 { return hash4(seed, streamInstall, 0, uint64(len(c))+uint64(c[1])*31+uint64(c[2])) }
+	concRank := func(c string) uint64 {
+		return hash4(seed, streamInstall, 0, uint64(len(c))+uint64(c[1])*31+uint64(c[2]))
+	}
 	slices.SortStableFunc(order, func(a, b int) int {
 		ra, rb := concRank(r.Meters[a].Concentrator), concRank(r.Meters[b].Concentrator)
 		switch {
