@@ -43,8 +43,8 @@ type Record struct {
 	// MinSet is the smallest number of contributing RMPs of a published
 	// point, SetSizes the contributing RMPs of every evaluated aggregate
 	// point (published or not), for the privacy officer.
-	MinSet   int   `json:"min_set,omitempty"`
-	SetSizes []int `json:"set_sizes,omitempty"`
+	MinSet   int    `json:"min_set,omitempty"`
+	SetSizes []int  `json:"set_sizes,omitempty"`
 	Decision string `json:"decision"`
 	// Rule names the policy rule that refused the query or suppressed a
 	// point; Detail says why in words. Neither ever reaches the caller.
