@@ -110,4 +110,3 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
-
