@@ -34,6 +34,9 @@ type Config struct {
 	Progress io.Writer
 	// Now is the clock (default time.Now); live mode waits on it.
 	Now func() time.Time
+	// Backfilled, if set, is called once the backfill is flushed, before
+	// live mode starts (the demo prints its welcome then).
+	Backfilled func(Result)
 }
 
 // Result counts what a run produced.
@@ -84,6 +87,9 @@ func Simulate(ctx context.Context, reg *registry.Registry, cfg Config, w Writer)
 		return res, fmt.Errorf("flushing backfill: %w", err)
 	}
 	res.Elapsed = time.Since(began)
+	if cfg.Backfilled != nil {
+		cfg.Backfilled(res)
+	}
 	if !cfg.Live {
 		return res, nil
 	}

@@ -158,7 +158,13 @@ func (g *Gate) Exec(ctx context.Context, c *config.Caller, req Request) (*Result
 	}
 	res, err := g.exec(ctx, c, req, now, &rec)
 	var ref *refusal
+	var perr parser.ParseErrors
 	switch {
+	case c != nil && c.Audience == registry.Operator && errors.As(err, &perr):
+		// An operator may read everything: the parser's message tells
+		// nothing it could not see, and helps write the query.
+		rec.Decision, rec.Rule, rec.Detail = audit.Refused, ruleParse, err.Error()
+		res = nil
 	case errors.As(err, &ref):
 		rec.Decision, rec.Rule, rec.Detail = audit.Refused, ref.rule, ref.detail
 		res, err = nil, ErrRefused
@@ -395,6 +401,9 @@ func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Re
 
 // operator evaluates raw PromQL for administrators; Exec audits it.
 func (g *Gate) operator(ctx context.Context, req Request) (*Result, error) {
+	if _, err := g.parser.ParseExpr(req.Query); err != nil {
+		return nil, err // Exec shows the parser's message to operators
+	}
 	v, ann, err := g.run(ctx, g.o.Queryable, req.Query, req.Start, req.End, req.Step)
 	if err != nil {
 		return nil, err

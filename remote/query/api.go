@@ -42,6 +42,10 @@ type Evaluator interface {
 // evaluator wraps, so that a refusal tells nothing but that it is one.
 var ErrRefused = errors.New("query refused by the privacy policy")
 
+// ErrUnavailable is answered 503: the query could not be evaluated now
+// (storage trouble) and may be retried.
+var ErrUnavailable = errors.New("query could not be evaluated")
+
 // CallerFunc returns the authenticated caller of a request (set by the
 // server's authentication middleware), or nil.
 type CallerFunc func(*http.Request) *config.Caller
@@ -196,6 +200,8 @@ func (a *API) classify(err error) *apiError {
 			msg = a.RefusalError
 		}
 		return &apiError{"forbidden", http.StatusForbidden, msg}
+	case errors.Is(err, ErrUnavailable):
+		return &apiError{"unavailable", http.StatusServiceUnavailable, ErrUnavailable}
 	case errors.As(err, &perr):
 		return &apiError{"bad_data", http.StatusBadRequest, err}
 	case errors.Is(err, context.DeadlineExceeded):

@@ -22,7 +22,10 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
 
+	"github.com/metergate/metergate/pkg/audit"
 	"github.com/metergate/metergate/pkg/config"
+	"github.com/metergate/metergate/pkg/gate"
+	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 	"github.com/metergate/metergate/pkg/store"
 	"github.com/metergate/metergate/remote/ingest"
@@ -37,6 +40,8 @@ type Server struct {
 	store    store.Store
 	engine   *promql.Engine
 	rules    *rules.Manager
+	audit    *audit.Log
+	gate     *gate.Gate
 	registry atomic.Pointer[registry.Registry]
 	handler  http.Handler
 	ready    atomic.Bool
@@ -49,10 +54,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Store, when set, replaces the embedded TSDB (tests, remote engines).
 	Store store.Store
-	// Evaluator, when set, replaces the operator-only raw evaluator.
-	Evaluator func(s *Server) query.Evaluator
 	// BlockDuration overrides the TSDB head block range.
 	BlockDuration time.Duration
+	// Now is the clock of the D+2 rule and of consents (tests set it).
+	Now func() time.Time
 }
 
 // New opens storage, loads the registry and the rules, and builds the HTTP
@@ -93,16 +98,30 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 	})
-	if err := s.startRules(); err != nil {
+	auditLog, err := audit.Open(cfg.Path(cfg.AuditLog), s.reg)
+	if err != nil {
 		_ = s.store.Close()
+		return nil, fmt.Errorf("opening the audit log: %w", err)
+	}
+	s.audit = auditLog
+	s.gate, err = gate.New(gate.Options{
+		Registry:      s.Registry,
+		Queryable:     s.store,
+		Engine:        s.engine,
+		Audit:         auditLog,
+		Now:           o.Now,
+		LookbackDelta: time.Duration(cfg.Query.LookbackDelta),
+		Logger:        o.Logger.With("component", "gate"),
+	})
+	if err != nil {
+		_ = s.Close()
 		return nil, err
 	}
-
-	var eval query.Evaluator = &rawEvaluator{engine: s.engine, queryable: s.store}
-	if o.Evaluator != nil {
-		eval = o.Evaluator(s)
+	if err := s.startRules(); err != nil {
+		_ = s.Close()
+		return nil, err
 	}
-	s.handler = s.routes(eval)
+	s.handler = s.routes(&gateEvaluator{gate: s.gate})
 	s.ready.Store(true)
 	return s, nil
 }
@@ -119,12 +138,17 @@ func (s *Server) Engine() *promql.Engine { return s.engine }
 // Metrics returns the registry of the server's own metrics.
 func (s *Server) Metrics() *prometheus.Registry { return s.reg }
 
-// Reload reads the registry directory again. A registry that fails to load
-// leaves the previous one in force.
+// Reload reads the registry directory again. A registry that fails to load,
+// or whose perimeters would let published sums be differenced down to fewer
+// meters than the policy allows, is refused and the previous one stays in
+// force.
 func (s *Server) Reload() error {
 	r, err := registry.Load(s.cfg.Path(s.cfg.RegistryDir))
 	if err != nil {
 		return fmt.Errorf("loading registry: %w", err)
+	}
+	if err := gate.CheckPartition(r); err != nil {
+		return fmt.Errorf("registry refused: %w", err)
 	}
 	s.registry.Store(r)
 	s.logger.Info("registry loaded", "meters", len(r.Meters), "perimeters", len(r.PerimeterNames()), "consents", len(r.Consents))
@@ -216,11 +240,16 @@ func (s *Server) shutdown() error {
 	return errors.Join(append(errs, s.Close())...)
 }
 
-// Close stops the rules and closes storage.
+// Close stops the rules, closes the audit log and storage.
 func (s *Server) Close() error {
 	if s.rules != nil {
 		s.rules.Stop()
 		s.rules = nil
+	}
+	var auditErr error
+	if s.audit != nil {
+		auditErr = s.audit.Close()
+		s.audit = nil
 	}
 	if s.store == nil {
 		return nil
@@ -228,10 +257,10 @@ func (s *Server) Close() error {
 	err := s.store.Close()
 	s.store = nil
 	if err != nil {
-		return fmt.Errorf("closing storage: %w", err)
+		return errors.Join(auditErr, fmt.Errorf("closing storage: %w", err))
 	}
 	s.logger.Info("storage closed")
-	return nil
+	return auditErr
 }
 
 type callerKey struct{}
@@ -273,11 +302,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 func (s *Server) routes(eval query.Evaluator) http.Handler {
 	mux := http.NewServeMux()
 	write := ingest.NewHandler(ingest.Options{
-		Storage:          s.store,
-		MaxBodyBytes:     s.cfg.Write.MaxBodyBytes,
-		CurveCollectable: func(rmp string, t time.Time) bool { return s.Registry().CurveCollectable(rmp, t) },
-		Logger:           s.logger.With("component", "ingest"),
-		Registerer:       s.reg,
+		Storage:                s.store,
+		MaxBodyBytes:           s.cfg.Write.MaxBodyBytes,
+		CollectionNeedsConsent: policy.CollectionNeedsConsent,
+		CurveCollectable:       func(rmp string, t time.Time) bool { return s.Registry().CurveCollectable(rmp, t) },
+		Logger:                 s.logger.With("component", "ingest"),
+		Registerer:             s.reg,
 	})
 	mux.Handle("/api/v1/write", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := CallerOf(r)
@@ -292,7 +322,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 		}
 		write.ServeHTTP(w, r)
 	}))
-	api := &query.API{Eval: eval, Caller: CallerOf, RefusalError: query.ErrRefused}
+	api := &query.API{Eval: eval, Caller: CallerOf, RefusalError: gate.ErrRefused}
 	api.Register(mux)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

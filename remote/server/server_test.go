@@ -163,7 +163,7 @@ func TestLateData(t *testing.T) {
 	}
 }
 
-func TestQueryNeedsOperatorUntilGated(t *testing.T) {
+func TestRawSelectorsNeedOperator(t *testing.T) {
 	srv := st.Start(t, st.Options{})
 	now := time.Now()
 	code, body := st.WriteV1(t, srv.URL, st.SenderToken, st.Series{Labels: index(prm), Samples: samples(now.Add(-time.Minute), time.Minute, 42)})
