@@ -78,7 +78,20 @@ func consents(seed uint64, until localday.Day, r *registry.Registry) {
 // perimeters are the sets the platform may publish. Every use-case building
 // sits alone in its cluster and every cluster keeps more than 101 meters
 // outside it, so no difference of two perimeters isolates a small group.
+//
+// Publication starts the day after the last meter of the roll-out is
+// installed: while the roll-out runs, clusters grow from a handful of
+// meters, and a set of 20 is no set the policy can publish.
 func perimeters(r *registry.Registry) []registry.Perimeter {
+	var from localday.Day
+	for _, m := range r.Meters {
+		if m.Installed.After(from) {
+			from = m.Installed
+		}
+	}
+	if !from.IsZero() {
+		from = from.AddDays(1)
+	}
 	ps := []registry.Perimeter{{
 		Name: "confluence", Description: "Whole Confluence district, residential and business (WWF One Planet dashboard)",
 		UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
@@ -117,5 +130,8 @@ func perimeters(r *registry.Registry) []registry.Perimeter {
 		UseCase: registry.UC5, Audience: registry.Consented, Flow: "consumption",
 		Select: registry.Selector{Stations: stations},
 	})
+	for i := range ps {
+		ps[i].ValidFrom = from
+	}
 	return ps
 }
