@@ -324,6 +324,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	}))
 	api := &query.API{Eval: eval, Caller: CallerOf, RefusalError: gate.ErrRefused}
 	api.Register(mux)
+	mux.HandleFunc("GET /api/v1/whoami", serveWhoami)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("metergate is healthy.\n"))
