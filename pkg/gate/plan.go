@@ -211,19 +211,11 @@ func (p *planner) selector(vs *parser.VectorSelector) (*leaf, error) {
 			return nil, refuse(ruleSelector, "matcher %s is not allowed", m)
 		}
 	}
-	m, ok := catalogue.Lookup(name)
-	if !ok || m.Subject != catalogue.Meter {
-		return nil, refuse(ruleMetric, "metric %q is not a publishable meter metric", name)
+	m, rule, err := metricRule(name, p.caller.Audience)
+	if err != nil {
+		return nil, err
 	}
-	if m.Nature == catalogue.Daily && m.DerivedFrom == "" {
-		return nil, refuse(ruleMetric, "daily data is published as daily energy (the *_daily_wh metrics), not as %s", name)
-	}
-	l.metric = m
-	rule, ok := policy.Lookup(m.Flow, m.Nature, p.caller.Audience)
-	if !ok || len(rule.Forms) == 0 {
-		return nil, refuse(ruleCurve, "%s %s data is not publishable to the %s audience", m.Flow, m.Nature, p.caller.Audience)
-	}
-	l.rule = rule
+	l.metric, l.rule = m, rule
 	if l.perimeter == "" {
 		return nil, refuse(rulePerimeter, "the selector addresses no registered perimeter")
 	}
@@ -240,6 +232,25 @@ func (p *planner) selector(vs *parser.VectorSelector) (*leaf, error) {
 		}
 	}
 	return l, nil
+}
+
+// metricRule returns the catalogue entry of a metric an audience may
+// query and the policy row that governs it, or the refusal. The metadata
+// endpoints list metrics through it, so that they never show one the
+// planner would refuse.
+func metricRule(name string, a registry.Audience) (*catalogue.Metric, policy.Rule, error) {
+	m, ok := catalogue.Lookup(name)
+	if !ok || m.Subject != catalogue.Meter {
+		return nil, policy.Rule{}, refuse(ruleMetric, "metric %q is not a publishable meter metric", name)
+	}
+	if m.Nature == catalogue.Daily && m.DerivedFrom == "" {
+		return nil, policy.Rule{}, refuse(ruleMetric, "daily data is published as daily energy (the *_daily_wh metrics), not as %s", name)
+	}
+	rule, ok := policy.Lookup(m.Flow, m.Nature, a)
+	if !ok || len(rule.Forms) == 0 {
+		return nil, policy.Rule{}, refuse(ruleCurve, "%s %s data is not publishable to the %s audience", m.Flow, m.Nature, a)
+	}
+	return m, rule, nil
 }
 
 func (p *planner) versions(name string) []*registry.Perimeter {

@@ -340,6 +340,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 		}
 		_, _ = w.Write([]byte("metergate is ready.\n"))
 	})
+	s.metadataRoutes(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)

@@ -270,7 +270,7 @@ func TestRulesAreEvaluated(t *testing.T) {
 
 func TestUnknownPathIs404(t *testing.T) {
 	srv := st.Start(t, st.Options{Registry: &registry.Registry{}})
-	resp, err := http.Get(srv.URL + "/api/v1/series")
+	resp, err := http.Get(srv.URL + "/graph")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
