@@ -1,0 +1,95 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/store"
+)
+
+// BenchmarkIngest measures samples per second through the remote-write
+// handler into the embedded TSDB, in the D+1 shape of Linky deliveries:
+// each request carries whole days of meters (48 half-hour curve points and
+// the daily index each). Every iteration delivers a new day to a new TSDB
+// holding the previous days, as the head-end does each night.
+// Compare with Prometheus and VictoriaMetrics through ../shared/tools/rwbench.
+func BenchmarkIngest(b *testing.B) {
+	for _, meters := range []int{1000, 7692} {
+		b.Run(fmt.Sprintf("dplus1/meters=%d", meters), func(b *testing.B) {
+			day := localday.Of(time.Now()).AddDays(-1)
+			bodies, samples := dplus1Bodies(b, meters, day, 2000)
+			b.ResetTimer()
+			b.ReportAllocs()
+			var total int
+			var elapsed time.Duration
+			for range b.N {
+				b.StopTimer()
+				db, err := store.OpenEmbedded(b.TempDir(), store.Options{Retention: 30 * 24 * time.Hour, OutOfOrderWindow: 7 * 24 * time.Hour}, nil, nil)
+				require.NoError(b, err)
+				h := NewHandler(Options{Storage: db, CurveCollectable: func(string, time.Time) bool { return true }})
+				b.StartTimer()
+				began := time.Now()
+				for _, body := range bodies {
+					req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+					req.Header.Set("Content-Encoding", "snappy")
+					req.Header.Set("Content-Type", "application/x-protobuf")
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != http.StatusNoContent {
+						b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+					}
+				}
+				elapsed += time.Since(began)
+				total += samples
+				b.StopTimer()
+				require.NoError(b, db.Close())
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total)/elapsed.Seconds(), "samples/s")
+		})
+	}
+}
+
+// dplus1Bodies encodes one day of meters as remote-write 1.0 bodies of at
+// most batch samples, each meter's day in one series chunk.
+func dplus1Bodies(b *testing.B, meters int, day localday.Day, batch int) ([][]byte, int) {
+	var bodies [][]byte
+	var wr prompb.WriteRequest
+	n, total := 0, 0
+	flush := func() {
+		raw, err := wr.Marshal()
+		require.NoError(b, err)
+		bodies = append(bodies, snappy.Encode(nil, raw))
+		wr.Timeseries, n = nil, 0
+	}
+	for m := range meters {
+		common := []prompb.Label{{Name: "cluster", Value: fmt.Sprintf("k%02d", m%30+1)}, {Name: "concentrator", Value: fmt.Sprintf("c%02d", m%61+1)},
+			{Name: "rmp", Value: fmt.Sprintf("%014d", 20000000000000+m)}, {Name: "usage", Value: "residential"}}
+		curve := prompb.TimeSeries{Labels: append([]prompb.Label{{Name: "__name__", Value: "linky_load_curve_watts"}}, common...)}
+		for ts := day.Start().Add(30 * time.Minute); !ts.After(day.End()); ts = ts.Add(30 * time.Minute) {
+			curve.Samples = append(curve.Samples, prompb.Sample{Timestamp: ts.UnixMilli(), Value: float64(300 + (m*7+ts.Minute())%900)})
+		}
+		index := prompb.TimeSeries{Labels: append([]prompb.Label{{Name: "__name__", Value: "linky_index_wh"}}, common...),
+			Samples: []prompb.Sample{{Timestamp: day.End().UnixMilli(), Value: float64(1_000_000 + m*13)}}}
+		k := len(curve.Samples) + 1
+		if n+k > batch {
+			flush()
+		}
+		wr.Timeseries = append(wr.Timeseries, curve, index)
+		n += k
+		total += k
+	}
+	if n > 0 {
+		flush()
+	}
+	return bodies, total
+}
