@@ -113,6 +113,7 @@ func Defaults() Config {
 		Listen:      "127.0.0.1:9464",
 		DataDir:     "data",
 		RegistryDir: "registry",
+		RuleFiles:   []string{"rules/*.yml"},
 		AuditLog:    "audit.log",
 		Storage: Storage{
 			Retention: model.Duration(5 * 365 * 24 * time.Hour),
