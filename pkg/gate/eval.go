@@ -25,6 +25,18 @@ type vec struct {
 	s        float64
 	points   map[string]point
 	complete bool // no point of an operand was suppressed
+	// sets is the number of contributors of each point of a single
+	// aggregate (absent when the point combines two); hidden holds the
+	// points computed but suppressed, so that exports can say so.
+	sets   map[string]int
+	hidden map[string]labels.Labels
+}
+
+// same carries x's set sizes and hidden points to out, whose points are
+// x's, one for one (negation, arithmetic with a literal).
+func (out vec) same(x vec) vec {
+	out.sets, out.hidden = x.sets, x.hidden
+	return out
 }
 
 // dayEval evaluates a plan for one day and records what it hid.
@@ -53,7 +65,7 @@ func (e *dayEval) eval(n node) vec {
 		for k, p := range x.points {
 			out.points[k] = point{p.lbls, -p.v}
 		}
-		return out
+		return out.same(x)
 	case *binary:
 		return e.binary(n)
 	case *leaf:
@@ -88,18 +100,29 @@ func (e *dayEval) binary(n *binary) vec {
 		for k, p := range r.points {
 			out.points[k] = point{p.lbls, arith(n.op, l.s, p.v)}
 		}
-		return out
+		return out.same(r)
 	case r.scalar:
 		out := vec{points: map[string]point{}}
 		for k, p := range l.points {
 			out.points[k] = point{p.lbls, arith(n.op, p.v, r.s)}
 		}
-		return out
+		return out.same(l)
 	}
-	out := vec{points: map[string]point{}}
+	out := vec{points: map[string]point{}, hidden: map[string]labels.Labels{}}
 	for k, p := range l.points {
 		if q, ok := r.points[k]; ok {
 			out.points[k] = point{p.lbls, arith(n.op, p.v, q.v)}
+		} else if _, ok := r.hidden[k]; ok {
+			out.hidden[k] = p.lbls
+		}
+	}
+	// A point hidden on either side would have matched: it is hidden, not
+	// absent, in the result.
+	for k, lbls := range l.hidden {
+		if _, ok := r.points[k]; ok {
+			out.hidden[k] = lbls
+		} else if _, ok := r.hidden[k]; ok {
+			out.hidden[k] = lbls
 		}
 	}
 	return out
@@ -110,7 +133,7 @@ func (e *dayEval) binary(n *binary) vec {
 // contributes, and each group is published only if it passes the set size,
 // every Venn cell and, for sums, dominance.
 func (e *dayEval) leaf(l *leaf) vec {
-	out := vec{points: map[string]point{}}
+	out := vec{points: map[string]point{}, sets: map[string]int{}, hidden: map[string]labels.Labels{}}
 	p, ok := e.reg.Perimeter(l.perimeter, e.day)
 	if !ok {
 		return out
@@ -153,10 +176,12 @@ func (e *dayEval) leaf(l *leaf) vec {
 		e.setSizes = append(e.setSizes, n)
 		if n < t {
 			e.hidden = append(e.hidden, ruleSetSize)
+			out.hidden[k] = gr.lbls
 			continue
 		}
 		if bad := smallCell(cells, gr.prms, t); bad {
 			e.hidden = append(e.hidden, ruleCell)
+			out.hidden[k] = gr.lbls
 			continue
 		}
 		var v float64
@@ -169,6 +194,7 @@ func (e *dayEval) leaf(l *leaf) vec {
 			}
 			if e.dominance > 0 && sum > 0 && largest > e.dominance*sum {
 				e.hidden = append(e.hidden, ruleDominance)
+				out.hidden[k] = gr.lbls
 				continue
 			}
 			v = sum
@@ -182,6 +208,7 @@ func (e *dayEval) leaf(l *leaf) vec {
 			e.minSet = n
 		}
 		out.points[k] = point{gr.lbls, v}
+		out.sets[k] = n
 	}
 	return out
 }

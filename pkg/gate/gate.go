@@ -106,6 +106,12 @@ type Request struct {
 	Query      string
 	Start, End time.Time
 	Step       time.Duration
+	// Whole, when set, is the period of a larger publication this request
+	// is one slice of (an export cut into days or months so that its memory
+	// stays flat). Consent is then judged over Whole as well as the
+	// request's own range, so that the slices publish exactly the RMPs the
+	// whole query would. It can only widen the check, never narrow it.
+	Whole [2]time.Time
 }
 
 // Result is an answer of the gate.
@@ -117,7 +123,29 @@ type Result struct {
 	Annotations annotations.Annotations
 	// Suppressed counts the hidden points.
 	Suppressed int
+	// Points describes, on the public and restricted paths only, every
+	// point the plan computed, published or hidden, sorted by labels then
+	// time: exports need to know which point was hidden (to write a row
+	// that says so rather than a gap) and how many RMPs contributed to each
+	// published one. Added after Value; nil on the other paths.
+	Points []Point
 }
+
+// Point describes one point of an aggregate result.
+type Point struct {
+	Metric labels.Labels
+	T      int64 // ms, as in Value
+	// Set is the number of RMPs that contributed to a published point of
+	// a single aggregate (also after arithmetic with literals). It is 0
+	// for a point that combines two aggregates, and for a hidden point:
+	// the size of a set too small to publish is never told.
+	Set    int
+	Hidden bool
+}
+
+// Now is the gate's clock (the D+2 rule and consents are judged by it),
+// so that callers deciding what is published yet agree with the gate.
+func (g *Gate) Now() time.Time { return g.o.Now() }
 
 // Query is an instant query at ts. Hidden points are absent; use Exec to
 // also learn that some were hidden.
@@ -238,7 +266,7 @@ func (g *Gate) exec(ctx context.Context, c *config.Caller, req Request, now time
 		return nil, refuse(ruleD2, "reads up to %s, after the end of %s", timestamp.Time(maxt).In(localday.Paris), localday.LastPublishable(now))
 	}
 	if p.consented {
-		return g.consented(ctx, c, reg, p, expr, nature, Request{Query: req.Query, Start: start, End: end, Step: req.Step}, now, mint, maxt, limit)
+		return g.consented(ctx, c, reg, p, expr, nature, Request{Query: req.Query, Start: start, End: end, Step: req.Step, Whole: req.Whole}, now, mint, maxt, limit)
 	}
 	return g.aggregate(ctx, c, reg, p, root, req, start, end, rec)
 }
@@ -304,6 +332,12 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 		}
 		t := timestamp.FromTime(ts[i])
 		for k, pt := range v.points {
+			res.Points = append(res.Points, Point{Metric: pt.lbls, T: t, Set: v.sets[k]})
+		}
+		for _, lbls := range v.hidden {
+			res.Points = append(res.Points, Point{Metric: lbls, T: t, Hidden: true})
+		}
+		for k, pt := range v.points {
 			if req.Step == 0 {
 				vector = append(vector, promql.Sample{Metric: pt.lbls, T: t, F: pt.v})
 				continue
@@ -322,6 +356,12 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	if res.Suppressed > 0 {
 		res.Annotations.Add(ErrSuppressed)
 	}
+	sort.Slice(res.Points, func(i, j int) bool {
+		if c := labels.Compare(res.Points[i].Metric, res.Points[j].Metric); c != 0 {
+			return c < 0
+		}
+		return res.Points[i].T < res.Points[j].T
+	})
 	if req.Step == 0 {
 		sort.Slice(vector, func(i, j int) bool { return labels.Compare(vector[i].Metric, vector[j].Metric) < 0 })
 		res.Value = vector
@@ -340,6 +380,9 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 // RMPs whose consent for the perimeter's use case covers [mint, maxt].
 func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Registry, p *planner, expr parser.Expr, nature catalogue.Nature, req Request, now time.Time, mint, maxt int64, limit time.Time) (*Result, error) {
 	from, to := timestamp.Time(mint), timestamp.Time(maxt)
+	if w := req.Whole; !w[0].IsZero() && !w[1].IsZero() {
+		from, to = minTime(from, w[0]), maxTime(to, w[1])
+	}
 	cq := &consentQueryable{base: g.o.Queryable, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta}
 	for _, name := range p.perimeters {
 		set := map[string]bool{}
@@ -473,4 +516,18 @@ func emptyValue(req Request) parser.Value {
 		return promql.Vector{}
 	}
 	return promql.Matrix{}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
