@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/metergate/metergate/pkg/audit"
 	"github.com/metergate/metergate/pkg/catalogue"
@@ -274,7 +275,7 @@ func (m *metadata) series(w http.ResponseWriter, r *http.Request, c *config.Call
 	if !ok {
 		return
 	}
-	out, err := m.selectSeries(r.Context(), mint, maxt, matchers, func(s storage.Series) any { return s.Labels() })
+	out, err := m.selectSeries(r.Context(), mint, maxt, matchers, false, func(s storage.Series) any { return s.Labels() })
 	if err != nil {
 		m.unavailable(w, r, err)
 		return
@@ -286,8 +287,9 @@ func (m *metadata) series(w http.ResponseWriter, r *http.Request, c *config.Call
 	writeData(w, out)
 }
 
-// selectSeries runs each matcher set and maps each distinct series.
-func (m *metadata) selectSeries(ctx context.Context, mint, maxt int64, matchers [][]*labels.Matcher, each func(storage.Series) any) ([]any, error) {
+// selectSeries runs each matcher set and maps each distinct series. With
+// withSamples false the storage may skip the samples (hint "series").
+func (m *metadata) selectSeries(ctx context.Context, mint, maxt int64, matchers [][]*labels.Matcher, withSamples bool, each func(storage.Series) any) ([]any, error) {
 	q, err := m.s.store.Querier(mint, maxt)
 	if err != nil {
 		return nil, fmt.Errorf("opening a querier: %w", err)
@@ -296,7 +298,11 @@ func (m *metadata) selectSeries(ctx context.Context, mint, maxt int64, matchers 
 	seen := map[string]bool{}
 	out := []any{}
 	for _, ms := range matchers {
-		set := q.Select(ctx, true, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, ms...)
+		hints := &storage.SelectHints{Start: mint, End: maxt}
+		if !withSamples {
+			hints.Func = "series"
+		}
+		set := q.Select(ctx, true, hints, ms...)
 		for set.Next() {
 			s := set.At()
 			if k := s.Labels().String(); !seen[k] {
@@ -328,12 +334,12 @@ func (m *metadata) federate(w http.ResponseWriter, r *http.Request, c *config.Ca
 		return
 	}
 	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	lines, err := m.selectSeries(r.Context(), mint, maxt, matchers, func(s storage.Series) any {
+	lines, err := m.selectSeries(r.Context(), mint, maxt, matchers, true, func(s storage.Series) any {
 		it := s.Iterator(nil)
 		var t int64
 		var v float64
 		found := false
-		for it.Next() == 1 { // chunkenc.ValFloat; histograms are not federated
+		for it.Next() == chunkenc.ValFloat { // histograms are not federated
 			t, v = it.At()
 			found = true
 		}
