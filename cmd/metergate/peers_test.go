@@ -81,7 +81,7 @@ func TestVmagentDeliversDPlus1Exactly(t *testing.T) {
 	vm.Stdout, vm.Stderr = os.Stderr, os.Stderr
 	require.NoError(t, vm.Start())
 	t.Cleanup(func() { _ = vm.Process.Kill(); _ = vm.Wait() })
-	waitHTTP(t, "http://"+vmAddr+"/health")
+	st.WaitOK(t, "http://"+vmAddr+"/health")
 
 	// The exposition format with explicit timestamps: what the head-end
 	// delivers for yesterday, sent to vmagent's import API.
@@ -184,7 +184,7 @@ remote_write:
 	prom.Stdout, prom.Stderr = os.Stderr, os.Stderr
 	require.NoError(t, prom.Start())
 	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
-	waitHTTP(t, "http://"+promAddr+"/-/ready")
+	st.WaitOK(t, "http://"+promAddr+"/-/ready")
 
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return scrape >= 6 }, 30*time.Second, 100*time.Millisecond)
 	at := time.Now()

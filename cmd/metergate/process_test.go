@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +87,7 @@ func startProcess(t *testing.T, dir string) *process {
 		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
 		t.Fatalf("metergate did not start:\n%s", log)
 	}
-	waitHTTP(t, p.URL+"/-/ready")
+	st.WaitOK(t, p.URL+"/-/ready")
 	return p
 }
 
@@ -103,22 +102,6 @@ func (p *process) terminate(t *testing.T) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, p.cmd.Wait(), "metergate must exit cleanly on SIGTERM")
-}
-
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer 200", url)
 }
 
 func freePort(t *testing.T) string {

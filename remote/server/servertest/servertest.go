@@ -94,7 +94,7 @@ func Start(t testing.TB, o Options) *Instance {
 	in := &Instance{URL: fmt.Sprintf("http://%s", addr), Dir: dir, Server: srv, stop: cancel, done: make(chan error, 1)}
 	go func() { in.done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { _ = in.Stop() })
-	waitReady(t, in.URL)
+	WaitOK(t, in.URL+"/-/ready")
 	return in
 }
 
@@ -108,10 +108,13 @@ func (in *Instance) Stop() error {
 	return <-in.done
 }
 
-func waitReady(t testing.TB, url string) {
-	deadline := time.Now().Add(10 * time.Second)
+// WaitOK polls url until it answers 200, for at most a minute: servers
+// and peers (Prometheus, vmagent) started by tests take a moment.
+func WaitOK(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url + "/-/ready")
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -120,7 +123,7 @@ func waitReady(t testing.TB, url string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("server at %s not ready", url)
+	t.Fatalf("%s did not answer 200 within a minute", url)
 }
 
 type testWriter struct{ t testing.TB }
