@@ -22,7 +22,13 @@ const (
 	ReasonTooOld         = "too_old"
 	ReasonDuplicate      = "duplicate_timestamp"
 	ReasonHistogram      = "native_histogram"
+	ReasonSeriesLimit    = "new_series_limit"
+	ReasonInvalidLabels  = "invalid_labels"
 )
+
+// errTooManySamples stops a request at write.max_samples_per_request; the
+// write handler rolls the request back and the HTTP layer answers 413.
+var errTooManySamples = errors.New("too many samples in one request")
 
 // refusals collects what one request refused, so that the HTTP layer can
 // answer 400 naming the series while the valid ones are committed.
@@ -31,6 +37,10 @@ type refusals struct {
 	series  map[string]int // "series: reason" -> samples refused
 	order   []string
 	samples int
+
+	sender  string // for the new-series limit
+	seen    int    // samples appended or refused so far
+	tooMany bool   // the request went past max_samples_per_request
 }
 
 func (r *refusals) add(ls labels.Labels, reason string, err error) {
@@ -42,6 +52,17 @@ func (r *refusals) add(ls labels.Labels, reason string, err error) {
 	}
 	r.series[key]++
 	r.samples++
+}
+
+// addInvalid records samples of series Prometheus's handler skipped for
+// their labels before they reached the appender.
+func (r *refusals) addInvalid(samples int) {
+	key := fmt.Sprintf("%d samples of series without a metric name, with invalid UTF-8 or with duplicate label names (%s)", samples, ReasonInvalidLabels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.order = append(r.order, key)
+	r.series[key] += samples
+	r.samples += samples
 }
 
 type refusalsKey struct{}
@@ -60,6 +81,8 @@ type validatingAppendable struct {
 	curveOK      func(rmp string, t time.Time) bool
 	needsConsent func(*catalogue.Metric) bool
 	metrics      *metrics
+	maxSamples   int
+	series       *SeriesLimiter
 }
 
 func (v *validatingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
@@ -89,6 +112,13 @@ func (a *validatingAppender) refuse(ls labels.Labels, reason string, err error) 
 }
 
 func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	// Counted before anything else: a request past the limit is refused as
+	// a whole, whatever its samples are.
+	a.refused.seen++
+	if limit := a.parent.maxSamples; limit > 0 && a.refused.seen > limit {
+		a.refused.tooMany = true
+		return 0, errTooManySamples
+	}
 	// A ref this appender returned belongs to a series it already validated
 	// in this request; only the timestamp needs checking again.
 	m, ok := a.validated[ref]
@@ -96,6 +126,10 @@ func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 		var err error
 		if m, err = catalogue.Validate(ls); err != nil {
 			return a.refuse(ls, ReasonNotInCatalogue, err)
+		}
+		if lim := a.parent.series; lim != nil && !lim.Admit(a.refused.sender, ls.Hash()) {
+			a.parent.metrics.limitHits.WithLabelValues(LimitNewSeriesPerDay).Inc()
+			return a.refuse(ls, ReasonSeriesLimit, fmt.Errorf("new series refused: the sender created %d new series today (write.max_new_series_per_day); existing series are still accepted", lim.Max()))
 		}
 	}
 	if h != nil || fh != nil {

@@ -18,11 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/metergate/metergate/pkg/catalogue"
 )
@@ -32,6 +34,18 @@ type Options struct {
 	Storage storage.AppendableV2
 	// MaxBodyBytes bounds the compressed body; a larger one gets 413.
 	MaxBodyBytes int64
+	// MaxSamplesPerRequest bounds the samples (and histograms) of one
+	// request; a larger one gets 413 and nothing of it is stored, so that a
+	// sender splits its batches. 0 means no bound.
+	MaxSamplesPerRequest int
+	// Series, when set, bounds the new series each sender creates per day;
+	// Sender names the sender of a request for it.
+	Series *SeriesLimiter
+	Sender func(*http.Request) string
+	// LimitHits, when set, counts the requests and series each limit
+	// stopped, by limit (LimitBodyBytes, LimitSamplesPerRequest,
+	// LimitNewSeriesPerDay).
+	LimitHits *prometheus.CounterVec
 	// CollectionNeedsConsent tells which metrics need a consent in force to
 	// be collected at all (load curves); CurveCollectable tells whether the
 	// RMP's holder has one at that instant.
@@ -45,7 +59,16 @@ type metrics struct {
 	ingested prometheus.Counter
 	refused  *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	// limitHits is shared with the server's other limits.
+	limitHits *prometheus.CounterVec
 }
+
+// Names of the limits, as counted in metergate_limit_hits_total.
+const (
+	LimitBodyBytes         = "write_max_body_bytes"
+	LimitSamplesPerRequest = "write_max_samples_per_request"
+	LimitNewSeriesPerDay   = "write_max_new_series_per_day"
+)
 
 // MaxRefusalsListed bounds how many refused series a 400 names.
 const MaxRefusalsListed = 20
@@ -81,10 +104,18 @@ func NewHandler(o Options) http.Handler {
 			Help: "Remote-write requests by HTTP status code.",
 		}, []string{"code"}),
 	}
-	for _, r := range []string{ReasonNotInCatalogue, ReasonNoConsent, ReasonTooOld, ReasonDuplicate, ReasonHistogram} {
+	if o.LimitHits == nil {
+		o.LimitHits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "unregistered"}, []string{"limit"})
+	}
+	if o.Sender == nil {
+		o.Sender = func(*http.Request) string { return "" }
+	}
+	m.limitHits = o.LimitHits
+	for _, r := range []string{ReasonNotInCatalogue, ReasonNoConsent, ReasonTooOld, ReasonDuplicate, ReasonHistogram, ReasonSeriesLimit, ReasonInvalidLabels} {
 		m.refused.WithLabelValues(r)
 	}
-	app := &validatingAppendable{next: o.Storage, curveOK: o.CurveCollectable, needsConsent: o.CollectionNeedsConsent, metrics: m}
+	app := &validatingAppendable{next: o.Storage, curveOK: o.CurveCollectable, needsConsent: o.CollectionNeedsConsent, metrics: m,
+		maxSamples: o.MaxSamplesPerRequest, series: o.Series}
 	prom := remote.NewWriteHandler(o.Logger, prometheus.NewRegistry(), app,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
 	return &handler{prom: prom, opts: o, metrics: m}
@@ -114,6 +145,7 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		return
 	}
 	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.metrics.limitHits.WithLabelValues(LimitBodyBytes).Inc()
 		http.Error(w, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
@@ -124,13 +156,35 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		return
 	}
 	if int64(len(body)) > h.opts.MaxBodyBytes {
+		h.metrics.limitHits.WithLabelValues(LimitBodyBytes).Inc()
 		http.Error(w, fmt.Sprintf("body exceeds the limit of %d bytes", h.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	ctx, refused := withRefusals(r.Context())
+	refused.sender = h.opts.Sender(r)
 	h.prom.ServeHTTP(w, r.WithContext(ctx))
 
+	if refused.tooMany {
+		// The appender stopped at the limit and the handler rolled back:
+		// nothing is stored. 413 tells the sender to split, not to retry.
+		h.metrics.limitHits.WithLabelValues(LimitSamplesPerRequest).Inc()
+		w.body.Reset()
+		w.header = http.Header{}
+		http.Error(w, fmt.Sprintf("request has more than %d samples (write.max_samples_per_request); nothing of it is stored: send smaller batches", h.opts.MaxSamplesPerRequest), http.StatusRequestEntityTooLarge)
+		return
+	}
+
+	if w.code < 300 && !isV2(r.Header.Get("Content-Type")) {
+		// Prometheus's 1.0 handler skips series with invalid labels (no
+		// metric name, bad UTF-8, duplicate names) and still answers 204;
+		// they never reach the appender. Count them so that the sender
+		// hears of them instead of believing them stored.
+		if n, err := countV1Samples(body); err == nil && n > refused.seen {
+			refused.addInvalid(n - refused.seen)
+			h.metrics.refused.WithLabelValues(ReasonInvalidLabels).Add(float64(n - refused.seen))
+		}
+	}
 	if len(refused.order) == 0 || w.code >= 300 {
 		return
 	}
@@ -151,6 +205,61 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusBadRequest)
 	w.body.WriteString(b.String())
+}
+
+func isV2(contentType string) bool {
+	return strings.Contains(contentType, "io.prometheus.write.v2.Request")
+}
+
+// countV1Samples counts the samples and histograms of a snappy-compressed
+// remote-write 1.0 request by walking the protobuf wire format, without
+// decoding labels.
+func countV1Samples(compressed []byte) (int, error) {
+	raw, err := snappy.Decode(nil, compressed)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = walk(raw, func(num protowire.Number, series []byte) error {
+		if num != 1 { // WriteRequest.timeseries
+			return nil
+		}
+		return walk(series, func(num protowire.Number, _ []byte) error {
+			if num == 2 || num == 4 { // TimeSeries.samples, TimeSeries.histograms
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+// walk calls f with each length-delimited field of a protobuf message.
+func walk(b []byte, f func(protowire.Number, []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			if err := f(num, v); err != nil {
+				return err
+			}
+			n = m
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // recorder holds the inner handler's answer until refusals are known.
