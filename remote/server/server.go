@@ -28,6 +28,7 @@ import (
 	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 	"github.com/metergate/metergate/pkg/store"
+	"github.com/metergate/metergate/remote/export"
 	"github.com/metergate/metergate/remote/ingest"
 	"github.com/metergate/metergate/remote/query"
 )
@@ -324,6 +325,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	}))
 	api := &query.API{Eval: eval, Caller: CallerOf, RefusalError: gate.ErrRefused}
 	api.Register(mux)
+	mux.Handle(export.Prefix, export.NewHandler(export.Options{Gate: s.gate, Registry: s.Registry, Caller: CallerOf, Logger: s.logger.With("component", "export")}))
 	mux.HandleFunc("GET /api/v1/whoami", serveWhoami)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
