@@ -327,8 +327,9 @@ func (m *metadata) federate(w http.ResponseWriter, r *http.Request, c *config.Ca
 		return
 	}
 	now := time.Now()
-	f.Set("start", strconv.FormatInt(now.Add(-5*time.Minute).Unix(), 10))
-	f.Set("end", strconv.FormatInt(now.Unix(), 10))
+	// Milliseconds, not seconds: a sample stamped a moment ago is the newest.
+	f.Set("start", strconv.FormatFloat(float64(now.Add(-5*time.Minute).UnixMilli())/1000, 'f', 3, 64))
+	f.Set("end", strconv.FormatFloat(float64(now.UnixMilli())/1000, 'f', 3, 64))
 	mint, maxt, matchers, ok := m.rangeAndMatchers(w, f, true)
 	if !ok {
 		return
