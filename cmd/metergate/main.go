@@ -3,6 +3,7 @@
 //	metergate serve     run the server (remote-write in, gated PromQL out)
 //	metergate simulate  simulate the Confluence district and send it over remote-write
 //	metergate demo      serve + simulate the last 90 days, for a first look
+//	metergate bench     ingestion compared with Prometheus and VictoriaMetrics
 package main
 
 import (
@@ -24,6 +25,7 @@ var commands = []command{
 	{"serve", "run the server: remote-write ingestion, gated query API, rules", serveCmd},
 	{"simulate", "simulate the Confluence district and send it over remote-write", simulateCmd},
 	{"demo", "start a server on ./metergate-demo and fill it with 90 simulated days", demoCmd},
+	{"bench", "compare ingestion with Prometheus and VictoriaMetrics; print a table of ratios", benchCmd},
 }
 
 func usage() {

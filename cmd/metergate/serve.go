@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/metergate/metergate/pkg/config"
+	"github.com/metergate/metergate/pkg/store"
 	"github.com/metergate/metergate/remote/server"
 )
 
@@ -18,7 +19,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "metergate.yml", "configuration file (YAML; see docs/configuration.md)")
 	listen := fs.String("listen", "", "address to listen on, overriding the configuration (e.g. 127.0.0.1:0)")
 	dataDir := fs.String("data-dir", "", "TSDB directory, overriding the configuration")
-	blockDuration := fs.Duration("storage.block-duration", 0, "TSDB head block range (default Prometheus's 2h)")
+	blockDuration := fs.Duration("storage.block-duration", store.DefaultBlockDuration, "TSDB head block range (docs/performance.md)")
 	logLevel := fs.String("log.level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err

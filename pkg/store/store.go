@@ -35,9 +35,14 @@ type Options struct {
 	// still be accepted. Linky delivers day D during D+1, so every reading is
 	// hours to days old when it lands: a TSDB without this window refuses it.
 	OutOfOrderWindow time.Duration
-	// BlockDuration is the head block range (Prometheus's 2h by default).
+	// BlockDuration is the head block range; zero means DefaultBlockDuration.
 	BlockDuration time.Duration
 }
+
+// DefaultBlockDuration is the head block range when Options leave it zero.
+// It is Prometheus's 2h; docs/performance.md has the measurements behind
+// the choice.
+const DefaultBlockDuration = 2 * time.Hour
 
 // Embedded is a Prometheus TSDB in a local directory.
 type Embedded struct {
@@ -50,9 +55,10 @@ func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Reg
 	opts := tsdb.DefaultOptions()
 	opts.RetentionDuration = o.Retention.Milliseconds()
 	opts.OutOfOrderTimeWindow = o.OutOfOrderWindow.Milliseconds()
-	if o.BlockDuration > 0 {
-		opts.MinBlockDuration = o.BlockDuration.Milliseconds()
+	if o.BlockDuration <= 0 {
+		o.BlockDuration = DefaultBlockDuration
 	}
+	opts.MinBlockDuration = o.BlockDuration.Milliseconds()
 	// As Prometheus does: compacted blocks grow to a tenth of the retention,
 	// at most 31 days, so queries over a year touch few blocks.
 	maxBlock := min(o.Retention/10, 31*24*time.Hour).Milliseconds()
