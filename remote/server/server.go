@@ -327,6 +327,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	api.Register(mux)
 	mux.Handle(export.Prefix, export.NewHandler(export.Options{Gate: s.gate, Registry: s.Registry, Caller: CallerOf, Logger: s.logger.With("component", "export")}))
 	mux.HandleFunc("GET /api/v1/whoami", serveWhoami)
+	mux.HandleFunc("GET /api/v1/perimeters", s.servePerimeters)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("metergate is healthy.\n"))
