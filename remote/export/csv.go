@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/metergate/metergate/pkg/localday"
@@ -100,7 +99,7 @@ func Horodate(t time.Time) string { return t.In(localday.Paris).Format("2006-01-
 
 // ParseComma reads the sep parameter.
 func ParseComma(s string) (rune, bool) {
-	switch strings.TrimSpace(s) {
+	switch s {
 	case "", ";":
 		return ';', true
 	case ",":
