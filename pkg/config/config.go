@@ -26,11 +26,16 @@ type Config struct {
 	RegistryDir string   `yaml:"registry_dir"`
 	RuleFiles   []string `yaml:"rule_files"`
 	AuditLog    string   `yaml:"audit_log"`
-	Storage     Storage  `yaml:"storage"`
-	Query       Query    `yaml:"query"`
-	Write       Write    `yaml:"write"`
-	HTTP        HTTP     `yaml:"http"`
-	Callers     []Caller `yaml:"callers"`
+	// RegistryCheckInterval, when positive, makes the server look at most
+	// this often (on the next use of the registry) whether the registry
+	// files changed, and reload them: servers sharing a registry directory
+	// see a revoked consent without a SIGHUP. 0: SIGHUP only.
+	RegistryCheckInterval model.Duration `yaml:"registry_check_interval,omitempty"`
+	Storage               Storage        `yaml:"storage"`
+	Query                 Query          `yaml:"query"`
+	Write                 Write          `yaml:"write"`
+	HTTP                  HTTP           `yaml:"http"`
+	Callers               []Caller       `yaml:"callers"`
 	// Anonymous, when set, is the audience of requests without a token.
 	// Only "public" is allowed; empty means every read needs a token.
 	Anonymous registry.Audience `yaml:"anonymous"`
@@ -39,10 +44,13 @@ type Config struct {
 	source string // the file itself, read again on reload
 }
 
-// Storage configures the embedded TSDB.
+// Storage configures the embedded TSDB, or the remote engine in its place.
 type Storage struct {
 	Retention        model.Duration `yaml:"retention"`
 	OutOfOrderWindow model.Duration `yaml:"out_of_order_window"`
+	// Engine is embedded (default) or remote (see remote.go).
+	Engine string        `yaml:"engine,omitempty"`
+	Remote RemoteStorage `yaml:"remote,omitempty"`
 }
 
 // Query configures the PromQL engine.
@@ -124,6 +132,8 @@ func Defaults() Config {
 			Timeout:       model.Duration(2 * time.Minute),
 			MaxSamples:    50_000_000,
 			LookbackDelta: model.Duration(5 * time.Minute),
+			// Prometheus's default: a dashboard's panels run at once.
+			MaxConcurrent: 20,
 		},
 		Write: Write{
 			MaxBodyBytes: 32 << 20,
@@ -187,6 +197,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.OutOfOrderWindow < 0 || c.Storage.Retention <= 0 {
 		return errors.New("storage: retention must be positive and out_of_order_window not negative")
+	}
+	if err := c.Storage.validateEngine(); err != nil {
+		return err
+	}
+	if c.RegistryCheckInterval < 0 {
+		return errors.New("registry_check_interval must not be negative")
 	}
 	if c.Anonymous != "" && c.Anonymous != registry.Public {
 		return fmt.Errorf("anonymous may only be public, not %q", c.Anonymous)
