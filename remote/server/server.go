@@ -44,6 +44,7 @@ type Server struct {
 	audit    *audit.Log
 	gate     *gate.Gate
 	registry atomic.Pointer[registry.Registry]
+	watch    registryWatch // registry_check_interval (engine.go)
 	handler  http.Handler
 	ready    atomic.Bool
 	listener net.Listener
@@ -74,6 +75,13 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.store = o.Store
+	if s.store == nil && cfg.Storage.Engine == config.EngineRemote {
+		es, err := openEngine(cfg, o.Logger, s.reg)
+		if err != nil {
+			return nil, err
+		}
+		s.store = es
+	}
 	if s.store == nil {
 		db, err := store.OpenEmbedded(cfg.Path(cfg.DataDir), store.Options{
 			Retention:        time.Duration(cfg.Storage.Retention),
@@ -99,7 +107,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 	})
-	auditLog, err := audit.Open(cfg.Path(cfg.AuditLog), s.reg)
+	auditLog, err := audit.Open(cfg.Path(instancePath(cfg.AuditLog)), s.reg)
 	if err != nil {
 		_ = s.store.Close()
 		return nil, fmt.Errorf("opening the audit log: %w", err)
@@ -128,7 +136,10 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 }
 
 // Registry returns the current snapshot of the district registry.
-func (s *Server) Registry() *registry.Registry { return s.registry.Load() }
+func (s *Server) Registry() *registry.Registry {
+	s.watch.check(s)
+	return s.registry.Load()
+}
 
 // Store returns the storage the server reads and writes.
 func (s *Server) Store() store.Store { return s.store }
