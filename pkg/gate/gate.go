@@ -199,7 +199,7 @@ func (g *Gate) Exec(ctx context.Context, c *config.Caller, req Request) (*Result
 	case err != nil:
 		rec.Decision, rec.Rule, rec.Detail = audit.Refused, "error", err.Error()
 		g.log.ErrorContext(ctx, "gate evaluation failed", "caller", rec.Caller, "err", err)
-		res, err = nil, ErrUnavailable
+		res, err = nil, unavailable(err)
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
@@ -530,4 +530,20 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// unavailable hides an evaluation error from the caller, except that the
+// engine's own limits stay in the chain: a query past query.max_samples must
+// be answered 422 so that the client does not retry it, and one past
+// query.timeout is counted. Neither tells more than that the limit was hit.
+func unavailable(err error) error {
+	var tooMany promql.ErrTooManySamples
+	var timeout promql.ErrQueryTimeout
+	switch {
+	case errors.As(err, &tooMany):
+		return fmt.Errorf("%w: %w", ErrUnavailable, tooMany)
+	case errors.As(err, &timeout):
+		return fmt.Errorf("%w: %w", ErrUnavailable, timeout)
+	}
+	return ErrUnavailable
 }

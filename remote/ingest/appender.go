@@ -93,7 +93,7 @@ func (v *validatingAppendable) AppenderV2(ctx context.Context) storage.AppenderV
 		refused = &refusals{series: map[string]int{}}
 	}
 	return &validatingAppender{ExemplarAppenderV2: ex, next: next, parent: v, refused: refused,
-		validated: map[storage.SeriesRef]*catalogue.Metric{}}
+		validated: map[storage.SeriesRef]*catalogue.Metric{}, pendingRefused: map[string]int{}}
 }
 
 type validatingAppender struct {
@@ -103,11 +103,16 @@ type validatingAppender struct {
 	refused                    *refusals
 	appended                   int
 	validated                  map[storage.SeriesRef]*catalogue.Metric
+	newSeries                  []uint64 // admitted by the series limit in this request
+	pendingRefused             map[string]int
 }
 
+// refuse records a refused sample. It is counted in /metrics at Commit
+// only: a request rolled back as a whole (413, storage failure) refused
+// nothing by itself.
 func (a *validatingAppender) refuse(ls labels.Labels, reason string, err error) (storage.SeriesRef, error) {
 	a.refused.add(ls, reason, err)
-	a.parent.metrics.refused.WithLabelValues(reason).Inc()
+	a.pendingRefused[reason]++
 	return 0, nil
 }
 
@@ -127,9 +132,15 @@ func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 		if m, err = catalogue.Validate(ls); err != nil {
 			return a.refuse(ls, ReasonNotInCatalogue, err)
 		}
-		if lim := a.parent.series; lim != nil && !lim.Admit(a.refused.sender, ls.Hash()) {
-			a.parent.metrics.limitHits.WithLabelValues(LimitNewSeriesPerDay).Inc()
-			return a.refuse(ls, ReasonSeriesLimit, fmt.Errorf("new series refused: the sender created %d new series today (write.max_new_series_per_day); existing series are still accepted", lim.Max()))
+		if lim := a.parent.series; lim != nil {
+			h := ls.Hash()
+			admitted, isNew := lim.Admit(a.refused.sender, h)
+			if !admitted {
+				return a.refuse(ls, ReasonSeriesLimit, fmt.Errorf("new series refused: the sender created %d new series today (write.max_new_series_per_day); existing series are still accepted", lim.Max()))
+			}
+			if isNew {
+				a.newSeries = append(a.newSeries, h)
+			}
 		}
 	}
 	if h != nil || fh != nil {
@@ -168,7 +179,18 @@ func (a *validatingAppender) Commit() error {
 		return fmt.Errorf("committing %d samples: %w", a.appended, err)
 	}
 	a.parent.metrics.ingested.Add(float64(a.appended))
+	for reason, n := range a.pendingRefused {
+		a.parent.metrics.refused.WithLabelValues(reason).Add(float64(n))
+		if reason == ReasonSeriesLimit {
+			a.parent.metrics.limitHits.WithLabelValues(LimitNewSeriesPerDay).Add(float64(n))
+		}
+	}
 	return nil
 }
 
-func (a *validatingAppender) Rollback() error { return a.next.Rollback() }
+func (a *validatingAppender) Rollback() error {
+	if a.parent.series != nil {
+		a.parent.series.Release(a.refused.sender, a.newSeries)
+	}
+	return a.next.Rollback()
+}

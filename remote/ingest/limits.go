@@ -41,22 +41,37 @@ func (l *SeriesLimiter) Seed(hash uint64) {
 
 // Admit reports whether sender may write the series whose labels hash to
 // hash: a known series always, a new one while the sender's quota of the
-// day lasts. An admitted series is known from then on, even if its request
-// later fails: its retry does not count twice.
-func (l *SeriesLimiter) Admit(sender string, hash uint64) bool {
+// day lasts. An admitted series is known from then on, even if its commit
+// fails: its retry does not count twice. A request rolled back (refused as
+// a whole) gives its new series back with Release.
+func (l *SeriesLimiter) Admit(sender string, hash uint64) (admitted, isNew bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.known[hash]; ok {
-		return true
+		return true, false
 	}
 	if day := l.now().UTC().Format(time.DateOnly); day != l.day {
 		l.day = day
 		clear(l.created)
 	}
 	if l.created[sender] >= l.max {
-		return false
+		return false, true
 	}
 	l.created[sender]++
 	l.known[hash] = struct{}{}
-	return true
+	return true, true
+}
+
+// Release forgets new series that Admit let sender create, for a request
+// that was rolled back: they were not stored.
+func (l *SeriesLimiter) Release(sender string, hashes []uint64) {
+	if len(hashes) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range hashes {
+		delete(l.known, h)
+	}
+	l.created[sender] = max(0, l.created[sender]-len(hashes))
 }

@@ -45,6 +45,11 @@ type Server struct {
 	gate     *gate.Gate
 	registry atomic.Pointer[registry.Registry]
 	watch    registryWatch // registry_check_interval (engine.go)
+	// auth is the configuration callers are identified by; Reload replaces
+	// it, while the rest of cfg stays as the server started.
+	auth     atomic.Pointer[config.Config]
+	limits   *limits
+	series   *ingest.SeriesLimiter
 	handler  http.Handler
 	ready    atomic.Bool
 	listener net.Listener
@@ -70,8 +75,10 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, logger: o.Logger, reg: prometheus.NewRegistry()}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.limits = newLimits(cfg, s.reg)
+	s.auth.Store(cfg)
 
-	if err := s.Reload(); err != nil {
+	if err := s.reloadRegistry(); err != nil {
 		return nil, err
 	}
 	s.store = o.Store
@@ -92,6 +99,18 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 			return nil, err
 		}
 		s.store = db
+		reportWALRepair(s.reg, o.Logger)
+	}
+	if cfg.Write.MaxNewSeriesPerDay > 0 {
+		s.series = ingest.NewSeriesLimiter(cfg.Write.MaxNewSeriesPerDay, o.Now)
+		if db, ok := s.store.(*store.Embedded); ok {
+			n, err := seedSeries(context.Background(), db.DB, s.series)
+			if err != nil {
+				_ = s.store.Close()
+				return nil, err
+			}
+			o.Logger.Debug("series known to the new-series limit", "series", n)
+		}
 	}
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "metergate_tsdb_head_series",
@@ -130,7 +149,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		_ = s.Close()
 		return nil, err
 	}
-	s.handler = s.routes(&gateEvaluator{gate: s.gate})
+	s.handler = s.routes(&gateEvaluator{gate: s.gate, hits: s.limits.hits})
 	s.ready.Store(true)
 	return s, nil
 }
@@ -150,11 +169,30 @@ func (s *Server) Engine() *promql.Engine { return s.engine }
 // Metrics returns the registry of the server's own metrics.
 func (s *Server) Metrics() *prometheus.Registry { return s.reg }
 
-// Reload reads the registry directory again. A registry that fails to load,
-// or whose perimeters would let published sums be differenced down to fewer
-// meters than the policy allows, is refused and the previous one stays in
-// force.
+// Reload reads the configuration file's callers (tokens, audiences,
+// expiries, anonymous access) and the registry directory again (SIGHUP). A
+// configuration or a registry that fails to load, or a registry whose
+// perimeters would let published sums be differenced down to fewer meters
+// than the policy allows, is refused and the previous ones stay in force.
+// Other settings (listen address, storage, limits) need a restart.
 func (s *Server) Reload() error {
+	auth := s.auth.Load()
+	if src := s.cfg.Source(); src != "" {
+		c, err := config.Load(src)
+		if err != nil {
+			return fmt.Errorf("reloading configuration: %w", err)
+		}
+		auth = c
+	}
+	if err := s.reloadRegistry(); err != nil {
+		return err
+	}
+	s.auth.Store(auth)
+	s.logger.Info("callers loaded", "callers", len(auth.Callers))
+	return nil
+}
+
+func (s *Server) reloadRegistry() error {
 	r, err := registry.Load(s.cfg.Path(s.cfg.RegistryDir))
 	if err != nil {
 		return fmt.Errorf("loading registry: %w", err)
@@ -222,10 +260,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.http = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: time.Duration(s.cfg.HTTP.ReadHeaderTimeout),
+		ReadTimeout:       time.Duration(s.cfg.HTTP.ReadTimeout),
+		WriteTimeout:      time.Duration(s.cfg.HTTP.WriteTimeout),
+		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeout),
+		ConnState:         s.limits.connState,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
@@ -283,26 +322,30 @@ func CallerOf(r *http.Request) *config.Caller {
 	return c
 }
 
-// authenticate resolves the bearer token. A request with a wrong token is
-// refused here, before any handler; a request without one continues as the
-// anonymous caller if the configuration has one, else as nobody.
+// authenticate resolves the bearer token. A request with a wrong or expired
+// token is refused here, before any handler; a request without one
+// continues as the anonymous caller if the configuration has one, else as
+// nobody. A caller past its request rate gets 429.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	var anonymous *config.Caller
-	if s.cfg.Anonymous != "" {
-		anonymous = &config.Caller{Name: "anonymous", Audience: s.cfg.Anonymous}
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cfg := s.auth.Load() // the callers in force, as of the last reload
+		var caller *config.Caller
+		if cfg.Anonymous != "" {
+			caller = &config.Caller{Name: "anonymous", Audience: cfg.Anonymous}
+		}
 		auth := r.Header.Get("Authorization")
-		caller := anonymous
 		if auth != "" {
 			token, ok := strings.CutPrefix(auth, "Bearer ")
-			c, found := s.cfg.Identify(strings.TrimSpace(token))
+			c, found := cfg.Identify(strings.TrimSpace(token))
 			if !ok || !found {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="metergate", error="invalid_token"`)
 				http.Error(w, "invalid bearer token", http.StatusUnauthorized)
 				return
 			}
 			caller = c
+		}
+		if !s.limits.limitRate(w, caller) {
+			return
 		}
 		if caller != nil {
 			r = r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
@@ -316,6 +359,10 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	write := ingest.NewHandler(ingest.Options{
 		Storage:                s.store,
 		MaxBodyBytes:           s.cfg.Write.MaxBodyBytes,
+		MaxSamplesPerRequest:   s.cfg.Write.MaxSamplesPerRequest,
+		Series:                 s.series,
+		Sender:                 func(r *http.Request) string { return CallerOf(r).Name },
+		LimitHits:              s.limits.hits,
 		CollectionNeedsConsent: policy.CollectionNeedsConsent,
 		CurveCollectable:       func(rmp string, t time.Time) bool { return s.Registry().CurveCollectable(rmp, t) },
 		Logger:                 s.logger.With("component", "ingest"),
@@ -336,6 +383,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	}))
 	api := &query.API{Eval: eval, Caller: CallerOf, RefusalError: gate.ErrRefused}
 	api.Register(mux)
+	mux.HandleFunc("POST /api/v1/admin/snapshot", s.serveSnapshot)
 	mux.Handle(export.Prefix, export.NewHandler(export.Options{Gate: s.gate, Registry: s.Registry, Caller: CallerOf, Logger: s.logger.With("component", "export")}))
 	mux.HandleFunc("GET /api/v1/whoami", serveWhoami)
 	mux.HandleFunc("GET /api/v1/perimeters", s.servePerimeters)
@@ -359,5 +407,5 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 	})
-	return s.authenticate(mux)
+	return s.authenticate(s.boundQueries(mux))
 }
