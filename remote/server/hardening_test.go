@@ -292,4 +292,3 @@ func TestSnapshotAndRestore(t *testing.T) {
 	v, _ := instantValue(t, restored.URL, `count_over_time(linky_index_wh{rmp="`+prm+`"}[1h])`, now)
 	require.Equal(t, "5", v)
 }
-
