@@ -38,6 +38,9 @@ func newRemoteReadQueryable(o Options, la *labelsAPI) (*remoteReadQueryable, err
 		Timeout:          model.Duration(o.Timeout),
 		HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 		Headers:          o.headers(),
+		// Prometheus's default bound on one streamed chunk frame (its
+		// remote_read chunked_read_limit); zero would refuse every frame.
+		ChunkedReadLimit: 50 << 20,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("remote-read client: %w", err)
