@@ -25,6 +25,9 @@ var commands = []command{
 	{"serve", "run the server: remote-write ingestion, gated query API, rules", serveCmd},
 	{"simulate", "simulate the Confluence district and send it over remote-write", simulateCmd},
 	{"demo", "start a server on ./metergate-demo and fill it with 90 simulated days", demoCmd},
+	{"import", "import Enedis history files (SGE HDM CSV, Data Connect JSON) over remote-write", importCmd},
+	{"export", "fetch a use case's published data as CSV from a running server", exportCmd},
+	{"audit", "audit verify [-file audit.log]: check the gate's hash-chained decision log", auditCmd},
 	{"bench", "compare ingestion with Prometheus and VictoriaMetrics; print a table of ratios", benchCmd},
 }
 
