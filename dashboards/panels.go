@@ -203,9 +203,13 @@ func buildings() (dashboard.Dashboard, error) {
 // households is UC2's and UC3's consented figures: the common areas (the
 // owners consented), households' load curves and individual days.
 func households() (dashboard.Dashboard, error) {
+	// UC3's consents are the renovated buildings' households (up to 125),
+	// not the estate's: an estate choice would be an empty UC3 panel.
 	consented := make([]string, 0, len(renovated))
 	for _, p := range renovated {
-		consented = append(consented, strings.TrimPrefix(p, "building-"))
+		if b := strings.TrimPrefix(p, "building-"); strings.HasPrefix(b, "renov-") {
+			consented = append(consented, b)
+		}
 	}
 	b := base("metergate-buildings-households", "Buildings — consenting households",
 		"UC2 and UC3, consented audience: only meters whose holders consented for the use case over the whole period shown. Perimeters uc2-<building>, uc2-common-<building> and uc3-<building> of the registry.",
