@@ -23,7 +23,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 	}
 	if err := d.client.Ready(ctx); err != nil {
 		if errors.Is(err, apiclient.ErrUnreachable) {
-			return fail("Cannot reach metergate at %s: %v. Check the URL and that metergate serve runs and is reachable from the Grafana server.", d.client.URL(), errors.Unwrap(err))
+			return fail("Cannot reach metergate at %s (%v). Check the URL, and that metergate serve runs and is reachable from the Grafana server.", d.client.URL(), err)
 		}
 		return fail("%v", err)
 	}

@@ -120,11 +120,7 @@ func (d *Datasource) promQL(ctx context.Context, q backend.DataQuery, qm QueryMo
 		}
 		return seriesFrames(res, expr, promUnit(expr), ""), nil
 	}
-	def := q.Interval
-	if def < time.Second {
-		def = time.Minute
-	}
-	step, err := parseStep(qm.Step, def)
+	step, err := parseStep(qm.Step, defaultStep(q))
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +129,26 @@ func (d *Datasource) promQL(ctx context.Context, q backend.DataQuery, qm QueryMo
 		return nil, err
 	}
 	return seriesFrames(res, expr, promUnit(expr), ""), nil
+}
+
+// maxPoints is metergate's (and Prometheus's) limit of points per series.
+const maxPoints = 11000
+
+// defaultStep is Grafana's interval, widened so that the range fits in the
+// panel's MaxDataPoints and the server's limit, in whole seconds.
+func defaultStep(q backend.DataQuery) time.Duration {
+	step := max(q.Interval, time.Second)
+	points := q.MaxDataPoints
+	if points <= 0 || points > maxPoints {
+		points = maxPoints
+	}
+	if span := q.TimeRange.To.Sub(q.TimeRange.From); span/time.Duration(points) > step {
+		step = span / time.Duration(points)
+	}
+	if r := step % time.Second; r != 0 {
+		step += time.Second - r
+	}
+	return step
 }
 
 // promUnit guesses the unit of a PromQL answer from the metric names in it,

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -106,16 +107,20 @@ func (d *Datasource) serveVariable(w http.ResponseWriter, r *http.Request) {
 			add(p.Name, p.Name)
 		}
 	case "cluster":
-		// Clusters by which the token may group (sum by (cluster)), or
-		// that are perimeters of their own.
+		// Cluster ids the token may group by (sum by (cluster)) or that are
+		// perimeters of their own; UC4 panels address cluster-$cluster.
+		names := map[string]string{}
+		for _, p := range ps {
+			for _, c := range p.Clusters {
+				names[c.ID] = c.ID + " " + c.Name
+			}
+		}
 		for _, p := range ps {
 			for _, c := range p.Groups["cluster"] {
-				add(c, c)
+				add(cmp.Or(names[c], c), c)
 			}
-			for _, c := range p.Clusters {
-				if len(p.Clusters) == 1 {
-					add(c.ID+" "+c.Name, p.Name)
-				}
+			if len(p.Clusters) == 1 {
+				add(names[p.Clusters[0].ID], p.Clusters[0].ID)
 			}
 		}
 	case "building":
