@@ -239,4 +239,3 @@ func contents(frames data.Frames) (int, bool) {
 	}
 	return n, notice
 }
-
