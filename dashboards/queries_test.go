@@ -239,3 +239,22 @@ func contents(frames data.Frames) (int, bool) {
 	}
 	return n, notice
 }
+
+// TestContents shows what TestPanelQueries accepts: values, or the
+// plugin's privacy notice on an empty answer; an empty answer without the
+// notice (an empty panel by accident) is neither.
+func TestContents(t *testing.T) {
+	empty := data.NewFrame("x", data.NewField("Time", nil, []time.Time{}), data.NewField("Value", nil, []float64{}))
+	n, notice := contents(data.Frames{empty})
+	require.False(t, n > 0 || notice, "an empty frame passes")
+
+	hidden := data.NewFrame("hidden")
+	hidden.SetMeta(&data.FrameMeta{Notices: []data.Notice{{Text: "3 of 5 points " + plugin.HiddenNotice + " contributed to them."}}})
+	n, notice = contents(data.Frames{hidden})
+	require.True(t, notice)
+	require.Zero(t, n)
+
+	full := data.NewFrame("x", data.NewField("Time", nil, []time.Time{clock}), data.NewField("Value", nil, []float64{1}))
+	n, _ = contents(data.Frames{full})
+	require.Equal(t, 1, n)
+}
