@@ -61,17 +61,37 @@ type Log struct {
 	mu   sync.Mutex
 	f    *os.File
 	prev string
+	size int64 // bytes of complete records: a failed append is cut back to it
 
 	decisions  *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
 	failures   prometheus.Counter
+
+	// TruncatedTail is the size of an unfinished last record Open cut off.
+	TruncatedTail int64
 }
 
 // Open opens (or creates) the log at path and resumes its chain. reg may be
 // nil; otherwise the log's counters are registered on it.
+//
+// A last record without its newline was being written when the process died
+// (or the disk filled): its answer was never released, since Append returns
+// only once the whole line is synced. Open cuts it off and says so in
+// TruncatedTail; any other break of the chain is an error.
 func Open(path string, reg prometheus.Registerer) (*Log, error) {
-	prev, _, err := scan(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	prev, _, size, err := scan(path)
+	var tail int64
+	switch {
+	case errors.Is(err, errTruncated):
+		st, serr := os.Stat(path)
+		if serr != nil {
+			return nil, fmt.Errorf("opening audit log: %w", serr)
+		}
+		tail = st.Size() - size
+		if terr := os.Truncate(path, size); terr != nil {
+			return nil, fmt.Errorf("opening audit log: cutting an unfinished record: %w", terr)
+		}
+	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -79,8 +99,10 @@ func Open(path string, reg prometheus.Registerer) (*Log, error) {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
 	l := &Log{
-		f:    f,
-		prev: prev,
+		f:             f,
+		prev:          prev,
+		size:          size,
+		TruncatedTail: tail,
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "metergate_gate_decisions_total",
 			Help: "Decisions of the privacy gate by audience, decision and refusing rule.",
@@ -122,16 +144,27 @@ func (l *Log) Append(r Record) error {
 	}
 	if _, err := l.f.Write(append(line, '\n')); err != nil {
 		l.failures.Inc()
-		return fmt.Errorf("writing audit record: %w", err)
+		return errors.Join(fmt.Errorf("writing audit record: %w", err), l.cutBack())
 	}
 	if err := l.f.Sync(); err != nil {
 		l.failures.Inc()
-		return fmt.Errorf("syncing audit log: %w", err)
+		return errors.Join(fmt.Errorf("syncing audit log: %w", err), l.cutBack())
 	}
+	l.size += int64(len(line)) + 1
 	l.prev = digest(line)
 	l.decisions.WithLabelValues(r.Audience, r.Decision, r.Rule).Inc()
 	for _, rule := range r.Suppressed {
 		l.suppressed.WithLabelValues(r.Audience, rule).Inc()
+	}
+	return nil
+}
+
+// cutBack removes what a failed append may have written (part of a line, on
+// a full disk), so that the next record follows a complete one and the
+// chain stays verifiable.
+func (l *Log) cutBack() error {
+	if err := l.f.Truncate(l.size); err != nil {
+		return fmt.Errorf("cutting back a failed audit record: %w", err)
 	}
 	return nil
 }
@@ -146,9 +179,12 @@ func (l *Log) Close() error {
 // Verify reads the log at path and checks its chain. It returns the number
 // of records, and an error naming the first line that breaks the chain.
 func Verify(path string) (int, error) {
-	_, n, err := scan(path)
+	_, n, _, err := scan(path)
 	return n, err
 }
+
+// errTruncated marks a last record without its newline.
+var errTruncated = errors.New("truncated record (no newline)")
 
 func digest(line []byte) string {
 	sum := sha256.Sum256(line)
@@ -156,11 +192,11 @@ func digest(line []byte) string {
 }
 
 // scan walks the file checking each line's Prev against the previous line,
-// and returns the digest of the last line.
-func scan(path string) (last string, n int, err error) {
+// and returns the digest of the last line and the size of the good records.
+func scan(path string) (last string, n int, size int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
@@ -168,24 +204,26 @@ func scan(path string) (last string, n int, err error) {
 		line, err := br.ReadBytes('\n')
 		if errors.Is(err, io.EOF) {
 			if len(line) > 0 {
-				return last, n, fmt.Errorf("%s:%d: truncated record (no newline)", path, n+1)
+				return last, n, size, fmt.Errorf("%s:%d: %w", path, n+1, errTruncated)
 			}
-			return last, n, nil
+			return last, n, size, nil
 		}
 		if err != nil {
-			return last, n, fmt.Errorf("reading %s: %w", path, err)
+			return last, n, size, fmt.Errorf("reading %s: %w", path, err)
 		}
+		lineSize := int64(len(line))
 		line = bytes.TrimSuffix(line, []byte("\n"))
 		var r struct {
 			Prev *string `json:"prev"`
 		}
 		if err := json.Unmarshal(line, &r); err != nil || r.Prev == nil {
-			return last, n, fmt.Errorf("%s:%d: not an audit record", path, n+1)
+			return last, n, size, fmt.Errorf("%s:%d: not an audit record", path, n+1)
 		}
 		if *r.Prev != last {
-			return last, n, fmt.Errorf("%s:%d: chain broken: prev %.12s… does not match the previous line's digest %.12s…", path, n+1, *r.Prev, last)
+			return last, n, size, fmt.Errorf("%s:%d: chain broken: prev %.12s… does not match the previous line's digest %.12s…", path, n+1, *r.Prev, last)
 		}
 		last = digest(line)
+		size += lineSize
 		n++
 	}
 }

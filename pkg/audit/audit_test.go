@@ -51,3 +51,29 @@ func TestChainAndVerify(t *testing.T) {
 	_, err = Open(path, nil)
 	assert.Error(err)
 }
+
+// A record cut short by a crash or a full disk (no newline: never synced,
+// never answered) is cut off at Open; the chain goes on after it.
+func TestOpenCutsUnfinishedRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := Open(path, nil)
+	require.NoError(t, err)
+	require.NoError(t, l.Append(Record{Caller: "a", Query: "q1", Decision: Allowed}))
+	require.NoError(t, l.Close())
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"time":"2026-11-29T12:00:00Z","caller":"b","que`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	_, err = Verify(path)
+	require.ErrorContains(t, err, ":2: truncated record")
+
+	l, err = Open(path, nil)
+	require.NoError(t, err)
+	require.EqualValues(t, 48, l.TruncatedTail)
+	require.NoError(t, l.Append(Record{Caller: "c", Query: "q2", Decision: Allowed}))
+	require.NoError(t, l.Close())
+	n, err := Verify(path)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+}

@@ -131,6 +131,9 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		_ = s.store.Close()
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
+	if auditLog.TruncatedTail > 0 {
+		o.Logger.Warn("audit log: an unfinished last record (a crash or a full disk while writing; its answer was never sent) was cut off", "bytes", auditLog.TruncatedTail)
+	}
 	s.audit = auditLog
 	s.gate, err = gate.New(gate.Options{
 		Registry:      s.Registry,
