@@ -121,3 +121,37 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// BusyCPU is the CPU time all processors have spent outside idle and
+// I/O wait since boot, from the first line of /proc/stat. Together with the
+// receiver's and the sender's own CPU it tells how much of the machine
+// other processes took during a run: a shared machine makes figures noisy,
+// and the results say by how much.
+func BusyCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading /proc/stat: %w", err)
+	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (time.Duration, error) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("unexpected first line of /proc/stat")
+	}
+	var ticks int64
+	// user nice system idle iowait irq softirq steal: all but idle and iowait.
+	for i, s := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}

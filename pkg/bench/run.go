@@ -71,8 +71,14 @@ type Result struct {
 	CPUS        float64 `json:"cpu_s"` // receiver CPU during the send and the settling
 	PeakRSS     int64   `json:"peak_rss_bytes"`
 	DiskBytes   int64   `json:"disk_bytes"` // data directory after a graceful stop
-	Verified    bool    `json:"verified"`
-	Problem     string  `json:"problem,omitempty"`
+	// CompactedBytes is the data once everything is compacted into blocks
+	// (see CompactedBytes); VictoriaMetrics's directory already is.
+	CompactedBytes int64 `json:"compacted_bytes"`
+	// OtherCores is the CPU other processes than the receiver and the
+	// sender used during the send, in cores: the machine's noise.
+	OtherCores float64 `json:"other_cores"`
+	Verified   bool    `json:"verified"`
+	Problem    string  `json:"problem,omitempty"`
 }
 
 // SendRate is samples per second while sending.
@@ -84,8 +90,11 @@ func (r Result) IngestRate() float64 { return float64(r.Samples) / (r.SendS + r.
 // CPUPerSample is the receiver's CPU time per sample in microseconds.
 func (r Result) CPUPerSample() float64 { return r.CPUS * 1e6 / float64(r.Samples) }
 
-// DiskPerSample is on-disk bytes per sample.
+// DiskPerSample is on-disk bytes per sample as the receiver left them.
 func (r Result) DiskPerSample() float64 { return float64(r.DiskBytes) / float64(r.Samples) }
+
+// CompactedPerSample is on-disk bytes per sample once compacted.
+func (r Result) CompactedPerSample() float64 { return float64(r.CompactedBytes) / float64(r.Samples) }
 
 // Report is everything one benchmark run measured.
 type Report struct {
@@ -269,6 +278,10 @@ func (c *Config) runOne(ctx context.Context, r Receiver, mode string, rep int) (
 	if err != nil {
 		return res, err
 	}
+	busy0, err := BusyCPU()
+	if err != nil {
+		return res, err
+	}
 	token := ""
 	if r.Kind == Metergate {
 		token = c.token
@@ -285,6 +298,14 @@ func (c *Config) runOne(ctx context.Context, r Receiver, mode string, rep int) (
 	sendErr := send.Run()
 	sendLog.Close()
 	sent := time.Now()
+	busy1, err := BusyCPU()
+	if err != nil {
+		return res, err
+	}
+	cpuSent, err := CPUTime(p.pid())
+	if err != nil {
+		return res, err
+	}
 	// rwbench exits 2 when some requests failed; the run is then reported
 	// with its failures rather than aborted.
 	var ee *exec.ExitError
@@ -296,12 +317,19 @@ func (c *Config) runOne(ctx context.Context, r Receiver, mode string, rep int) (
 			SamplesOK   int64   `json:"samples_ok"`
 			WallS       float64 `json:"wall_s"`
 			RequestsErr int     `json:"requests_err"`
+			SenderCPUS  float64 `json:"sender_cpu_s"`
 		} `json:"send"`
 	}
 	if err := readJSON(sendJSON, &sr); err != nil {
 		return res, err
 	}
 	res.Samples, res.SendS, res.RequestsErr = sr.Send.SamplesOK, sr.Send.WallS, sr.Send.RequestsErr
+	// Between the two /proc/stat readings rwbench also loaded the payload
+	// (a fraction of a second) before its timed phase; that counts as other.
+	res.OtherCores = ((busy1 - busy0) - (cpuSent - cpu0)).Seconds() - sr.Send.SenderCPUS
+	if res.SendS > 0 {
+		res.OtherCores /= res.SendS
+	}
 	if r.Kind == VictoriaMetrics {
 		// VictoriaMetrics buffers recent rows in memory for up to a
 		// second; flushing makes them searchable and counts its work now.
@@ -360,13 +388,27 @@ func (c *Config) runOne(ctx context.Context, r Receiver, mode string, rep int) (
 	if res.DiskBytes, err = DirBytes(p.data, p.skip...); err != nil {
 		return res, err
 	}
+	switch r.Kind {
+	case VictoriaMetrics:
+		res.CompactedBytes = res.DiskBytes
+	case Metergate, Prometheus:
+		// Prometheus 2.42's directory is in the format the TSDB library
+		// still reads, so both are compacted by the same code.
+		bd := r.BlockDuration
+		if r.Kind == Prometheus {
+			bd = 2 * time.Hour
+		}
+		if res.CompactedBytes, err = CompactedBytes(ctx, p.data, bd); err != nil {
+			return res, err
+		}
+	}
 	status := "verified"
 	if !res.Verified {
 		status = "NOT VERIFIED: " + res.Problem
 	}
-	c.logf("  %d samples, send %.2fs (%.0f k/s), idle %.2fs later (%.0f k/s incl. settle), CPU %.2f µs/sample, peak RSS %.0f MB, disk %.1f MB (%.2f B/sample), %s",
+	c.logf("  %d samples, send %.2fs (%.0f k/s), idle %.2fs later (%.0f k/s incl. settle), CPU %.2f µs/sample, peak RSS %.0f MB, disk %.1f MB (%.2f B/sample; compacted %.2f), other processes %.2f cores, %s",
 		res.Samples, res.SendS, res.SendRate()/1e3, res.SettleS, res.IngestRate()/1e3, res.CPUPerSample(),
-		float64(res.PeakRSS)/1e6, float64(res.DiskBytes)/1e6, res.DiskPerSample(), status)
+		float64(res.PeakRSS)/1e6, float64(res.DiskBytes)/1e6, res.DiskPerSample(), res.CompactedPerSample(), res.OtherCores, status)
 	return res, nil
 }
 

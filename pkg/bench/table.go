@@ -32,7 +32,8 @@ var figures = []figure{
 	{"peak RSS", func(r Result) float64 { return float64(r.PeakRSS) }, func(_, ref string) (float64, bool, bool) {
 		return 1, false, ref == Prometheus
 	}},
-	{"disk bytes/sample", Result.DiskPerSample, func(_, ref string) (float64, bool, bool) {
+	{"disk bytes/sample as left", Result.DiskPerSample, nil},
+	{"disk bytes/sample compacted", Result.CompactedPerSample, func(_, ref string) (float64, bool, bool) {
 		return 2, false, ref == VictoriaMetrics
 	}},
 }
@@ -125,6 +126,13 @@ func (rep *Report) WriteTable(w io.Writer, modes []string) error {
 	}
 	fmt.Fprintln(w, "Ratios are metergate ÷ reference of the same repetition, min / median / max; \"÷ decode-only\" is metergate's CPU per sample")
 	fmt.Fprintln(w, "divided by the CPU per sample of snappy + protobuf decoding alone (rwbench, one core), and its ingest rate divided by that decode rate.")
+	var other []float64
+	for _, r := range rep.Results {
+		other = append(other, r.OtherCores)
+	}
+	if len(other) > 0 {
+		fmt.Fprintf(w, "Other processes used %s cores (min / median / max over runs) while rwbench sent: figures from a busy machine are noisier.\n", spread(other))
+	}
 	var bad []string
 	for _, r := range rep.Results {
 		if !r.Verified {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/compression"
 )
 
 // Store is what the server needs of its storage.
@@ -37,6 +38,10 @@ type Options struct {
 	OutOfOrderWindow time.Duration
 	// BlockDuration is the head block range; zero means DefaultBlockDuration.
 	BlockDuration time.Duration
+	// WALCompression is "snappy" (the default), "zstd" or "none". The TSDB
+	// library leaves the write-ahead log uncompressed unless told; the
+	// Prometheus server compresses it with snappy, and so does metergate.
+	WALCompression string
 }
 
 // DefaultBlockDuration is the head block range when Options leave it zero.
@@ -52,17 +57,10 @@ type Embedded struct {
 // OpenEmbedded opens (or creates) the TSDB in dir. After a crash it replays
 // the write-ahead log, so every acknowledged sample is back.
 func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Registerer) (*Embedded, error) {
-	opts := tsdb.DefaultOptions()
-	opts.RetentionDuration = o.Retention.Milliseconds()
-	opts.OutOfOrderTimeWindow = o.OutOfOrderWindow.Milliseconds()
-	if o.BlockDuration <= 0 {
-		o.BlockDuration = DefaultBlockDuration
+	opts, err := tsdbOptions(o)
+	if err != nil {
+		return nil, err
 	}
-	opts.MinBlockDuration = o.BlockDuration.Milliseconds()
-	// As Prometheus does: compacted blocks grow to a tenth of the retention,
-	// at most 31 days, so queries over a year touch few blocks.
-	maxBlock := min(o.Retention/10, 31*24*time.Hour).Milliseconds()
-	opts.MaxBlockDuration = max(maxBlock, opts.MinBlockDuration)
 	db, err := tsdb.Open(dir, logger, reg, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
@@ -75,3 +73,27 @@ func (e *Embedded) HeadSeries() uint64 { return e.Head().NumSeries() }
 
 // Ready is always nil once the TSDB is open: tsdb.Open replays the WAL before returning.
 func (e *Embedded) Ready(context.Context) error { return nil }
+
+// tsdbOptions turns metergate's storage options into the TSDB's.
+func tsdbOptions(o Options) (*tsdb.Options, error) {
+	opts := tsdb.DefaultOptions()
+	opts.RetentionDuration = o.Retention.Milliseconds()
+	opts.OutOfOrderTimeWindow = o.OutOfOrderWindow.Milliseconds()
+	if o.BlockDuration <= 0 {
+		o.BlockDuration = DefaultBlockDuration
+	}
+	opts.MinBlockDuration = o.BlockDuration.Milliseconds()
+	switch o.WALCompression {
+	case "":
+		opts.WALCompression = compression.Snappy
+	case compression.None, compression.Snappy, compression.Zstd:
+		opts.WALCompression = o.WALCompression
+	default:
+		return nil, fmt.Errorf("unknown WAL compression %q (none, snappy or zstd)", o.WALCompression)
+	}
+	// As Prometheus does: compacted blocks grow to a tenth of the retention,
+	// at most 31 days, so queries over a year touch few blocks.
+	maxBlock := min(o.Retention/10, 31*24*time.Hour).Milliseconds()
+	opts.MaxBlockDuration = max(maxBlock, opts.MinBlockDuration)
+	return opts, nil
+}
