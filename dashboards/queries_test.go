@@ -40,28 +40,6 @@ var tokens = map[string]string{
 	"operator":   servertest.OperatorToken,
 }
 
-// consentedPerimeters are the consented perimeters the households
-// dashboard addresses (uc2-<building>, uc2-common-<building>,
-// uc3-<building>); the generated district registers only public and
-// restricted ones for buildings.
-func consentedPerimeters(reg *registry.Registry) {
-	from := reg.Perimeters[0].ValidFrom
-	yes, no := true, false
-	for _, b := range reg.Buildings {
-		if b.Kind != "renovated" && b.Kind != "estate" {
-			continue
-		}
-		sel := func(common *bool) registry.Selector {
-			return registry.Selector{Buildings: []string{b.ID}, CommonAreas: common}
-		}
-		reg.Perimeters = append(reg.Perimeters,
-			registry.Perimeter{Name: "uc2-" + b.ID, UseCase: registry.UC2, Audience: registry.Consented, Flow: "consumption", ValidFrom: from, Select: sel(&no)},
-			registry.Perimeter{Name: "uc2-common-" + b.ID, UseCase: registry.UC2, Audience: registry.Consented, Flow: "consumption", ValidFrom: from, Select: sel(&yes)},
-			registry.Perimeter{Name: "uc3-" + b.ID, UseCase: registry.UC3, Audience: registry.Consented, Flow: "consumption", ValidFrom: from, Select: sel(&no)},
-		)
-	}
-}
-
 // TestPanelQueries runs every query of every panel of every dashboard
 // through the plugin's QueryData, in process, against a real server
 // holding the simulated district, with the token of the dashboard's
@@ -73,7 +51,6 @@ func TestPanelQueries(t *testing.T) {
 	}
 	reg, err := district.Generate(district.Options{Seed: 1, Until: until})
 	require.NoError(t, err)
-	consentedPerimeters(reg)
 	in := servertest.Start(t, servertest.Options{
 		Registry: reg,
 		Server:   server.Options{Now: func() time.Time { return clock }},

@@ -121,6 +121,26 @@ func perimeters(r *registry.Registry) []registry.Perimeter {
 		}
 		ps = append(ps, p)
 	}
+	// The consented views of the renovated buildings: their households for
+	// UC2 (load curves) and UC3 (individual days), and their common areas.
+	// Only meters whose holders consented are ever read through them.
+	households, commons := false, true
+	for _, b := range r.Buildings {
+		if b.Kind != "renovated" && b.Kind != "estate" {
+			continue
+		}
+		in := func(common *bool) registry.Selector {
+			return registry.Selector{Buildings: []string{b.ID}, CommonAreas: common}
+		}
+		ps = append(ps,
+			registry.Perimeter{Name: "uc2-" + b.ID, Description: b.Name + ": consenting households (UC2)",
+				UseCase: registry.UC2, Audience: registry.Consented, Flow: "consumption", Select: in(&households)},
+			registry.Perimeter{Name: "uc2-common-" + b.ID, Description: b.Name + ": common areas whose owner consented (UC2)",
+				UseCase: registry.UC2, Audience: registry.Consented, Flow: "consumption", Select: in(&commons)},
+			registry.Perimeter{Name: "uc3-" + b.ID, Description: b.Name + ": consenting households, individual days (UC3)",
+				UseCase: registry.UC3, Audience: registry.Consented, Flow: "consumption", Select: in(&households)},
+		)
+	}
 	var stations []string
 	for _, s := range r.Stations {
 		stations = append(stations, s.ID)
