@@ -50,6 +50,7 @@ type dayEval struct {
 	minSet    int
 	hidden    []string // rules of suppressed points
 	dominance float64
+	cache     *readCache // nil: none
 }
 
 func (e *dayEval) eval(n node) vec {
@@ -145,7 +146,7 @@ func (e *dayEval) leaf(l *leaf) vec {
 		values []float64
 	}
 	groups := map[string]*group{}
-	for _, prm := range e.reg.Members(p, e.day) {
+	for _, prm := range members(e.cache, e.reg, p, e.day) {
 		v, ok := vals[prm]
 		if !ok {
 			continue // registered but not contributing

@@ -305,7 +305,7 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	}
 	daily := map[string]dailyValues{}
 	for _, src := range sources(p.leaves) {
-		v, err := readDaily(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+		v, err := g.readDailyCached(ctx, reg, src, days)
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +319,7 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	series := map[string]*promql.Series{}
 	var vector promql.Vector
 	for i, d := range days {
-		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, daily: daily, dominance: dom}
+		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, daily: daily, dominance: dom, cache: cacheOf(ctx, reg)}
 		v := e.eval(root)
 		rec.SetSizes = append(rec.SetSizes, e.setSizes...)
 		rec.Suppressed = append(rec.Suppressed, e.hidden...)
@@ -384,6 +384,7 @@ func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Re
 		from, to = minTime(from, w[0]), maxTime(to, w[1])
 	}
 	cq := &consentQueryable{base: g.o.Queryable, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta}
+	rc := cacheOf(ctx, reg)
 	for _, name := range p.perimeters {
 		set := map[string]bool{}
 		for d := localday.Of(from); !d.After(localday.Of(to)); d = d.AddDays(1) {
@@ -391,7 +392,7 @@ func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Re
 			if !ok {
 				continue
 			}
-			for _, prm := range reg.Members(pv, d) {
+			for _, prm := range members(rc, reg, pv, d) {
 				if !set[prm] && reg.ConsentCovers(prm, pv.UseCase, from, to, now) {
 					set[prm] = true
 				}

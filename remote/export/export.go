@@ -222,6 +222,9 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 	if s.Nature == catalogue.Curve {
 		size = curveSlice
 	}
+	// The queries of an export read the same registers and members: the
+	// gate reads them once per slice.
+	ctx = gate.WithReadCache(ctx)
 	for from := s.From; !from.After(s.To); from = from.AddDays(size) {
 		to := from.AddDays(size - 1)
 		if to.After(s.To) {

@@ -1,0 +1,102 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/registry"
+)
+
+// readCache lets a caller that runs many queries over the same days (an
+// export: every perimeter and every form, slice after slice) read the raw
+// index registers and work out registry membership once, instead of once
+// per query. It only memoises what the gate would compute again from the
+// same inputs: every query is still planned, checked, counted, thresholded
+// and audited on its own. Consent is not cached: it is judged at each
+// query, so that a revocation stops an export in progress.
+type readCache struct {
+	mu      sync.Mutex
+	reg     *registry.Registry     // the snapshot the entries were computed from
+	daily   map[string]cachedDaily // by index register: the last days read
+	members map[string][]string
+}
+
+type cachedDaily struct {
+	key string
+	v   dailyValues
+}
+
+type readCacheKey struct{}
+
+// WithReadCache returns a context under which Exec reuses raw daily
+// readings and perimeter membership across calls. Drop the
+// context to drop the cache; a registry reload invalidates it.
+func WithReadCache(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readCacheKey{}, &readCache{})
+}
+
+func cacheOf(ctx context.Context, reg *registry.Registry) *readCache {
+	c, _ := ctx.Value(readCacheKey{}).(*readCache)
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reg != reg {
+		c.reg = reg
+		c.daily, c.members = map[string]cachedDaily{}, map[string][]string{}
+	}
+	return c
+}
+
+func daysKey(src string, days []localday.Day) string {
+	if len(days) == 0 {
+		return src
+	}
+	return fmt.Sprintf("%s|%s|%s|%d", src, days[0], days[len(days)-1], len(days))
+}
+
+// readDailyCached is readDaily through the cache, when there is one.
+func (g *Gate) readDailyCached(ctx context.Context, reg *registry.Registry, src string, days []localday.Day) (dailyValues, error) {
+	c := cacheOf(ctx, reg)
+	if c == nil {
+		return readDaily(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+	}
+	k := daysKey(src, days)
+	c.mu.Lock()
+	e, ok := c.daily[src]
+	c.mu.Unlock()
+	if ok && e.key == k {
+		return e.v, nil
+	}
+	v, err := readDaily(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+	if err != nil {
+		return nil, err
+	}
+	// One entry per register: a caller moving slice by slice keeps one
+	// slice in memory, whatever the range.
+	c.mu.Lock()
+	c.daily[src] = cachedDaily{key: k, v: v}
+	c.mu.Unlock()
+	return v, nil
+}
+
+// members is reg.Members through the cache.
+func members(c *readCache, reg *registry.Registry, p *registry.Perimeter, d localday.Day) []string {
+	if c == nil {
+		return reg.Members(p, d)
+	}
+	k := fmt.Sprintf("%p|%s", p, d)
+	c.mu.Lock()
+	m, ok := c.members[k]
+	c.mu.Unlock()
+	if !ok {
+		m = reg.Members(p, d)
+		c.mu.Lock()
+		c.members[k] = m
+		c.mu.Unlock()
+	}
+	return m
+}
