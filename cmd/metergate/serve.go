@@ -49,7 +49,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	}
 	// The listening address on stdout lets scripts and tests that asked for
 	// port 0 find the server.
-	fmt.Printf("metergate listening on http://%s\n", addr)
+	fmt.Printf("metergate listening on %s://%s\n", srv.Scheme(), addr)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

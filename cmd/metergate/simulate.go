@@ -30,6 +30,9 @@ func simulateCmd(ctx context.Context, args []string) error {
 	missing := fs.Float64("missing", 0.003, "share of meter-days lost over PLC")
 	shards := fs.Int("shards", 4, "concurrent remote-write connections")
 	batch := fs.Int("batch", 10000, "max samples per request")
+	caFile := fs.String("ca-file", "", "CA certificate verifying an https:// receiver (default: the system's roots)")
+	certFile := fs.String("cert-file", "", "client certificate, for a receiver that asks for one")
+	keyFile := fs.String("key-file", "", "key of -cert-file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,7 +58,8 @@ func simulateCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("saving the registry: %w", err)
 	}
 	slog.Info("district generated", "meters", len(reg.Meters), "registry", *dir, "until", opts.Until)
-	s, err := sender.New(sender.Config{URL: *url, Token: *token, Shards: *shards, MaxSamplesPerRequest: *batch})
+	s, err := sender.New(sender.Config{URL: *url, Token: *token, Shards: *shards, MaxSamplesPerRequest: *batch,
+		CAFile: *caFile, CertFile: *certFile, KeyFile: *keyFile})
 	if err != nil {
 		return err
 	}

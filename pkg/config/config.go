@@ -89,7 +89,24 @@ type HTTP struct {
 	// come at once. Beyond it: 429 with Retry-After. 0 means no limit.
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
+	// TLS, when cert_file and key_file are set, serves HTTPS only.
+	TLS TLS `yaml:"tls,omitempty"`
 }
+
+// TLS configures HTTPS on the listener. Bearer tokens stay the identity;
+// client certificates add that only holders of a certificate signed by
+// client_ca_file can connect at all (senders on the head-end network).
+type TLS struct {
+	CertFile string `yaml:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty"`
+	// ClientCAFile, when set, verifies the client certificates presented;
+	// RequireClientCert refuses connections without one.
+	ClientCAFile      string `yaml:"client_ca_file,omitempty"`
+	RequireClientCert bool   `yaml:"require_client_cert,omitempty"`
+}
+
+// Enabled reports whether the listener serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Caller is one identity that may call the server, with its bearer token.
 // A sender writes; a reader reads with an audience; one caller may do both.
@@ -194,6 +211,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.RateLimit < 0 || c.HTTP.Burst < 0 || (c.HTTP.RateLimit > 0 && c.HTTP.Burst == 0) {
 		return errors.New("http: rate_limit must not be negative, and a rate_limit needs a positive burst")
+	}
+	if t := c.HTTP.TLS; (t.CertFile == "") != (t.KeyFile == "") || (!t.Enabled() && (t.ClientCAFile != "" || t.RequireClientCert)) || (t.RequireClientCert && t.ClientCAFile == "") {
+		return errors.New("http.tls: cert_file and key_file go together; client_ca_file needs them; require_client_cert needs client_ca_file")
 	}
 	if c.Storage.OutOfOrderWindow < 0 || c.Storage.Retention <= 0 {
 		return errors.New("storage: retention must be positive and out_of_order_window not negative")

@@ -126,3 +126,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTLS(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		ok   bool
+	}{
+		{"http: {tls: {cert_file: c.pem, key_file: k.pem}}", true},
+		{"http: {tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}", true},
+		{"http: {tls: {cert_file: c.pem}}", false},
+		{"http: {tls: {client_ca_file: ca.pem}}", false},
+		{"http: {tls: {cert_file: c.pem, key_file: k.pem, require_client_cert: true}}", false},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if tc.ok {
+			require.NoError(t, err, tc.yaml)
+		} else {
+			require.Error(t, err, tc.yaml)
+		}
+	}
+}

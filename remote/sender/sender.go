@@ -9,6 +9,8 @@ package sender
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,8 +49,12 @@ type Config struct {
 	MaxRetries             int
 	// Timeout of one HTTP request (default 30 s).
 	Timeout time.Duration
-	Client  *http.Client // default: a client with Timeout
-	Logger  *slog.Logger // default: slog.Default()
+	Client  *http.Client // default: a client with Timeout and the TLS files below
+	// CAFile verifies an HTTPS receiver's certificate (default: the
+	// system's roots); CertFile and KeyFile are the sender's own
+	// certificate, for a receiver that asks for one.
+	CAFile, CertFile, KeyFile string
+	Logger                    *slog.Logger // default: slog.Default()
 }
 
 func (c *Config) setDefaults() error {
@@ -76,12 +83,47 @@ func (c *Config) setDefaults() error {
 		c.Timeout = 30 * time.Second
 	}
 	if c.Client == nil {
+		tlsConfig, err := c.tlsConfig()
+		if err != nil {
+			return err
+		}
 		c.Client = &http.Client{Timeout: c.Timeout}
+		if tlsConfig != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = tlsConfig
+			c.Client.Transport = tr
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return nil
+}
+
+// tlsConfig builds the client's TLS configuration from the files, or nil.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" && c.KeyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the CA file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in it", c.CAFile)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading the client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // Stats are cumulative counters since the sender was created.

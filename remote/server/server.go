@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type Server struct {
 	auth     atomic.Pointer[config.Config]
 	limits   *limits
 	series   *ingest.SeriesLimiter
+	tls      *serverTLS // nil: plain HTTP
 	handler  http.Handler
 	ready    atomic.Bool
 	listener net.Listener
@@ -77,6 +79,10 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.limits = newLimits(cfg, s.reg)
 	s.auth.Store(cfg)
+	var err error
+	if s.tls, err = s.setupTLS(); err != nil {
+		return nil, err
+	}
 
 	if err := s.reloadRegistry(); err != nil {
 		return nil, err
@@ -187,6 +193,9 @@ func (s *Server) Reload() error {
 		}
 		auth = c
 	}
+	if err := s.tls.reload(); err != nil {
+		return err
+	}
 	if err := s.reloadRegistry(); err != nil {
 		return err
 	}
@@ -270,8 +279,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		ConnState:         s.limits.connState,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	ln := s.listener
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls.config)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.listener) }()
+	go func() { errc <- s.http.Serve(ln) }()
 	s.logger.Info("serving", "addr", s.listener.Addr().String())
 	var serveErr error
 	select {
