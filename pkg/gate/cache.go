@@ -3,7 +3,10 @@ package gate
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/metergate/metergate/pkg/localday"
 	"github.com/metergate/metergate/pkg/registry"
@@ -21,6 +24,25 @@ type readCache struct {
 	reg     *registry.Registry     // the snapshot the entries were computed from
 	daily   map[string]cachedDaily // by index register: the last days read
 	members map[string][]string
+	grouped map[string]map[string]groupLabels // by clause → RMP → its group
+}
+
+type groupLabels struct {
+	lbls labels.Labels
+	key  string
+}
+
+// groups returns the memo of one by clause; read and write it under c.mu.
+func (c *readCache) groups(by []string) map[string]groupLabels {
+	k := strings.Join(by, "\xff")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.grouped[k]
+	if m == nil {
+		m = map[string]groupLabels{}
+		c.grouped[k] = m
+	}
+	return m
 }
 
 type cachedDaily struct {
@@ -46,7 +68,7 @@ func cacheOf(ctx context.Context, reg *registry.Registry) *readCache {
 	defer c.mu.Unlock()
 	if c.reg != reg {
 		c.reg = reg
-		c.daily, c.members = map[string]cachedDaily{}, map[string][]string{}
+		c.daily, c.members, c.grouped = map[string]cachedDaily{}, map[string][]string{}, map[string]map[string]groupLabels{}
 	}
 	return c
 }

@@ -151,16 +151,7 @@ func (e *dayEval) leaf(l *leaf) vec {
 		if !ok {
 			continue // registered but not contributing
 		}
-		m, _ := e.reg.Meter(prm)
-		b := labels.NewScratchBuilder(len(l.by))
-		for _, name := range l.by {
-			if lv := meterLabel(m, name); lv != "" {
-				b.Add(name, lv)
-			}
-		}
-		b.Sort()
-		lbls := b.Labels()
-		k := lbls.String()
+		lbls, k := e.groupOf(prm, l.by)
 		gr := groups[k]
 		if gr == nil {
 			gr = &group{lbls: lbls}
@@ -212,6 +203,38 @@ func (e *dayEval) leaf(l *leaf) vec {
 		out.sets[k] = n
 	}
 	return out
+}
+
+// groupOf returns the group labels of an RMP for a by clause, and their
+// key, memoised in the read cache when there is one (an export asks the
+// same grouping of the same meters for every day and form).
+func (e *dayEval) groupOf(prm string, by []string) (labels.Labels, string) {
+	var memo map[string]groupLabels
+	if e.cache != nil {
+		memo = e.cache.groups(by)
+		e.cache.mu.Lock()
+		g, ok := memo[prm]
+		e.cache.mu.Unlock()
+		if ok {
+			return g.lbls, g.key
+		}
+	}
+	m, _ := e.reg.Meter(prm)
+	b := labels.NewScratchBuilder(len(by))
+	for _, name := range by {
+		if lv := meterLabel(m, name); lv != "" {
+			b.Add(name, lv)
+		}
+	}
+	b.Sort()
+	lbls := b.Labels()
+	g := groupLabels{lbls, lbls.String()}
+	if memo != nil {
+		e.cache.mu.Lock()
+		memo[prm] = g
+		e.cache.mu.Unlock()
+	}
+	return g.lbls, g.key
 }
 
 // smallCell reports whether some Venn cell holds some but fewer than t of
