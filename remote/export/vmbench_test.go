@@ -239,6 +239,9 @@ func TestExportBenchmark(t *testing.T) {
 	db, err := tsdb.Open(filepath.Join(dir, "tsdb"), nil, nil, opts, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
+	// No background compaction while loading: it would race the OOO head
+	// the loader writes into; the head is compacted once, below.
+	db.DisableCompactions()
 	vs, err := sender.New(sender.Config{URL: vmURL + "/api/v1/write", Shards: 4})
 	require.NoError(t, err)
 	w := &tee{db: db, vm: vs, curvesFrom: monthFrom.Start().UnixMilli()}
@@ -251,6 +254,7 @@ func TestExportBenchmark(t *testing.T) {
 	// Compact the loaded head now, so that the exports are measured on a
 	// settled TSDB, not racing a year's compaction for the CPU.
 	start = time.Now()
+	db.EnableCompactions()
 	require.NoError(t, db.Compact(ctx))
 	t.Logf("compacted in %s: %d blocks", time.Since(start).Round(time.Second), len(db.Blocks()))
 	// VictoriaMetrics makes new data searchable within seconds.
