@@ -111,9 +111,9 @@ func (w *killWork) body(t *testing.T, item int) []byte {
 //
 // Each series has one sender (as with Prometheus's and vmagent's shards).
 // METERGATE_KILL_SHARED=1 lets any sender take any batch, so that days of
-// one series are written at once by several: that variant has lost
-// acknowledged samples in every run so far, cause not found yet
-// (docs/reliability.md, known risks).
+// one series are written at once by several: that variant still loses a
+// meter-day now and then, cause not found yet (docs/reliability.md, known
+// risks).
 func TestRepeatedSIGKILL(t *testing.T) {
 	kills, budget := 20, 60*time.Second
 	if os.Getenv("METERGATE_LONG") != "" {

@@ -41,6 +41,9 @@ type refusals struct {
 	sender  string // for the new-series limit
 	seen    int    // samples appended or refused so far
 	tooMany bool   // the request went past max_samples_per_request
+
+	shared         bool // appending alongside other requests (WALGuard)
+	needsExclusive bool // a shared attempt met a series not known to be in the WAL
 }
 
 func (r *refusals) add(ls labels.Labels, reason string, err error) {
@@ -83,6 +86,7 @@ type validatingAppendable struct {
 	metrics      *metrics
 	maxSamples   int
 	series       *SeriesLimiter
+	wal          *WALGuard
 }
 
 func (v *validatingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
@@ -105,6 +109,7 @@ type validatingAppender struct {
 	validated                  map[storage.SeriesRef]*catalogue.Metric
 	newSeries                  []uint64 // admitted by the series limit in this request
 	pendingRefused             map[string]int
+	refs                       map[uint64]storage.SeriesRef // series appended alone, recorded in the WALGuard at commit
 }
 
 // refuse records a refused sample. It is counted in /metrics at Commit
@@ -153,6 +158,19 @@ func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 		}
 	}
 	newRef, err := a.next.Append(ref, ls, st, t, v, nil, nil, opts)
+	if g := a.parent.wal; err == nil && g != nil && (ref == 0 || !ok) {
+		h := ls.Hash()
+		switch {
+		case !a.refused.shared:
+			if a.refs == nil {
+				a.refs = map[uint64]storage.SeriesRef{}
+			}
+			a.refs[h] = newRef
+		case !g.isLogged(h, newRef):
+			a.refused.needsExclusive = true
+			return 0, errNeedsExclusive
+		}
+	}
 	switch {
 	case err == nil:
 		a.appended++
@@ -177,6 +195,9 @@ func (a *validatingAppender) AppendExemplars(ref storage.SeriesRef, ls labels.La
 func (a *validatingAppender) Commit() error {
 	if err := a.next.Commit(); err != nil {
 		return fmt.Errorf("committing %d samples: %w", a.appended, err)
+	}
+	if a.parent.wal != nil && a.refs != nil {
+		a.parent.wal.record(a.refs)
 	}
 	a.parent.metrics.ingested.Add(float64(a.appended))
 	for reason, n := range a.pendingRefused {

@@ -42,6 +42,10 @@ type Options struct {
 	// Sender names the sender of a request for it.
 	Series *SeriesLimiter
 	Sender func(*http.Request) string
+	// WAL, when set, runs alone the requests that touch series whose WAL
+	// record may not be written yet (see WALGuard). Set it for the
+	// embedded TSDB, seeded with the head's series.
+	WAL *WALGuard
 	// LimitHits, when set, counts the requests and series each limit
 	// stopped, by limit (LimitBodyBytes, LimitSamplesPerRequest,
 	// LimitNewSeriesPerDay).
@@ -115,8 +119,8 @@ func NewHandler(o Options) http.Handler {
 		m.refused.WithLabelValues(r)
 	}
 	app := &validatingAppendable{next: o.Storage, curveOK: o.CurveCollectable, needsConsent: o.CollectionNeedsConsent, metrics: m,
-		maxSamples: o.MaxSamplesPerRequest, series: o.Series}
-	prom := remote.NewWriteHandler(o.Logger, prometheus.NewRegistry(), app,
+		maxSamples: o.MaxSamplesPerRequest, series: o.Series, wal: o.WAL}
+	prom := remote.NewWriteHandler(slog.New(quietRetries{o.Logger.Handler()}), prometheus.NewRegistry(), app,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
 	return &handler{prom: prom, opts: o, metrics: m}
 }
@@ -160,10 +164,12 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		http.Error(w, fmt.Sprintf("body exceeds the limit of %d bytes", h.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	ctx, refused := withRefusals(r.Context())
-	refused.sender = h.opts.Sender(r)
-	h.prom.ServeHTTP(w, r.WithContext(ctx))
+	refused := h.write(w, r, body, true)
+	if refused.needsExclusive {
+		// Rolled back: run it again with no other request appending.
+		*w = recorder{header: http.Header{}}
+		refused = h.write(w, r, body, false)
+	}
 
 	if refused.tooMany {
 		// The appender stopped at the limit and the handler rolled back:
@@ -260,6 +266,26 @@ func walk(b []byte, f func(protowire.Number, []byte) error) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// write runs the request through Prometheus's handler, alongside other
+// requests (shared) or alone.
+func (h *handler) write(w *recorder, r *http.Request, body []byte, shared bool) *refusals {
+	ctx, refused := withRefusals(r.Context())
+	refused.sender = h.opts.Sender(r)
+	refused.shared = shared
+	if g := h.opts.WAL; g != nil {
+		if shared {
+			g.run.RLock()
+			defer g.run.RUnlock()
+		} else {
+			g.run.Lock()
+			defer g.run.Unlock()
+		}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	h.prom.ServeHTTP(w, r.WithContext(ctx))
+	return refused
 }
 
 // recorder holds the inner handler's answer until refusals are known.

@@ -205,3 +205,49 @@ func FuzzWrite(f *testing.F) {
 		require.False(t, strings.Contains(msg, "panic"), msg)
 	})
 }
+
+// countingMem counts the appenders opened.
+type countingMem struct {
+	memStore
+	appenders int
+}
+
+func (c *countingMem) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	c.mu.Lock()
+	c.appenders++
+	c.mu.Unlock()
+	return &memApp{store: &c.memStore}
+}
+
+// A request on series the WAL guard does not know is rolled back and run
+// again alone; once committed, its series are known and the next request
+// on them runs alongside others.
+func TestWALGuardRunsNewSeriesAlone(t *testing.T) {
+	mem := &countingMem{}
+	guard := ingest.NewWALGuard()
+	h := ingest.NewHandler(ingest.Options{Storage: mem, WAL: guard})
+	now := time.Now()
+	for _, tc := range []struct {
+		name      string
+		series    []st.Series
+		appenders int
+	}{
+		{"new series: shared attempt, then alone", series(3, 2, now), 2},
+		{"known series: shared", series(3, 2, now.Add(time.Minute)), 1},
+		{"one new series among known ones: alone again", series(4, 2, now.Add(2*time.Minute)), 2},
+	} {
+		mem.appenders = 0
+		before := mem.committed
+		code, body := post(h, "s", st.ContentTypeV1, st.EncodeV1(t, tc.series))
+		require.Equal(t, http.StatusNoContent, code, "%s: %s", tc.name, body)
+		require.Equal(t, tc.appenders, mem.appenders, tc.name)
+		require.Equal(t, len(tc.series)*2, mem.committed-before, "%s: committed once", tc.name)
+	}
+	// A known series under another reference (re-created by the head) is
+	// not known.
+	guard.Seed(index(fmt.Sprintf("%014d", 0)).Hash(), 12345)
+	mem.appenders = 0
+	code, body := post(h, "s", st.ContentTypeV1, st.EncodeV1(t, series(1, 1, now.Add(3*time.Minute))))
+	require.Equal(t, http.StatusNoContent, code, body)
+	require.Equal(t, 2, mem.appenders)
+}

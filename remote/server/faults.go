@@ -23,7 +23,9 @@ func reportWALRepair(g prometheus.Gatherer, logger *slog.Logger) {
 		}
 		for _, m := range mf.GetMetric() {
 			if n := m.GetCounter().GetValue(); n > 0 {
-				logger.Error("the write-ahead log was corrupt and has been repaired: the records from the corruption on were dropped; senders must resend what they sent last (see the tsdb log above for the segment and offset)",
+				// After a crash this is usually the unfinished last record,
+				// never acknowledged; in the middle of the log it is damage.
+				logger.Error("the write-ahead log was corrupt and has been repaired: the records from the corruption on were dropped (after a crash, usually only the unfinished last one, never acknowledged); see the tsdb log above for the segment and offset, and resend what was sent last if in doubt",
 					"corruptions", n)
 			}
 		}

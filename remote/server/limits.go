@@ -155,9 +155,11 @@ func (r *rateLimiter) allow(key string) (bool, time.Duration) {
 	return false, time.Duration((1 - b.tokens) / r.rate * float64(time.Second))
 }
 
-// seedSeries tells the new-series limiter every series the TSDB holds, in
-// its head and in its blocks, so that a restart does not count them as new.
-func seedSeries(ctx context.Context, db *tsdb.DB, lim *ingest.SeriesLimiter) (int, error) {
+// seedSeries tells the new-series limiter (if any) every series the TSDB
+// holds, in its head and in its blocks, so that a restart does not count
+// them as new; and the WAL guard the head's series, whose records the WAL
+// replay has just read.
+func seedSeries(ctx context.Context, db *tsdb.DB, lim *ingest.SeriesLimiter, guard *ingest.WALGuard) (int, error) {
 	readers := []tsdb.IndexReader{}
 	ir, err := db.Head().Index()
 	if err != nil {
@@ -165,6 +167,9 @@ func seedSeries(ctx context.Context, db *tsdb.DB, lim *ingest.SeriesLimiter) (in
 	}
 	readers = append(readers, ir)
 	for _, b := range db.Blocks() {
+		if lim == nil {
+			break // the blocks only matter to the limiter
+		}
 		bir, err := b.Index()
 		if err != nil {
 			return 0, fmt.Errorf("reading block %s index: %w", b.Meta().ULID, err)
@@ -173,7 +178,7 @@ func seedSeries(ctx context.Context, db *tsdb.DB, lim *ingest.SeriesLimiter) (in
 	}
 	n := 0
 	var builder labels.ScratchBuilder
-	for _, r := range readers {
+	for i, r := range readers {
 		defer r.Close()
 		name, value := index.AllPostingsKey()
 		p, err := r.Postings(ctx, name, value)
@@ -184,7 +189,13 @@ func seedSeries(ctx context.Context, db *tsdb.DB, lim *ingest.SeriesLimiter) (in
 			if err := r.Series(p.At(), &builder, nil); err != nil {
 				return n, fmt.Errorf("reading series: %w", err)
 			}
-			lim.Seed(builder.Labels().Hash())
+			h := builder.Labels().Hash()
+			if lim != nil {
+				lim.Seed(h)
+			}
+			if i == 0 && guard != nil {
+				guard.Seed(h, p.At()) // head postings are head series references
+			}
 			n++
 		}
 		if err := p.Err(); err != nil {

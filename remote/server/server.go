@@ -51,7 +51,8 @@ type Server struct {
 	auth     atomic.Pointer[config.Config]
 	limits   *limits
 	series   *ingest.SeriesLimiter
-	tls      *serverTLS // nil: plain HTTP
+	walGuard *ingest.WALGuard // nil unless the embedded TSDB
+	tls      *serverTLS       // nil: plain HTTP
 	handler  http.Handler
 	ready    atomic.Bool
 	listener net.Listener
@@ -109,14 +110,15 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	}
 	if cfg.Write.MaxNewSeriesPerDay > 0 {
 		s.series = ingest.NewSeriesLimiter(cfg.Write.MaxNewSeriesPerDay, o.Now)
-		if db, ok := s.store.(*store.Embedded); ok {
-			n, err := seedSeries(context.Background(), db.DB, s.series)
-			if err != nil {
-				_ = s.store.Close()
-				return nil, err
-			}
-			o.Logger.Debug("series known to the new-series limit", "series", n)
+	}
+	if db, ok := s.store.(*store.Embedded); ok {
+		s.walGuard = ingest.NewWALGuard()
+		n, err := seedSeries(context.Background(), db.DB, s.series, s.walGuard)
+		if err != nil {
+			_ = s.store.Close()
+			return nil, err
 		}
+		o.Logger.Debug("series known to the new-series limit and the WAL guard", "series", n)
 	}
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "metergate_tsdb_head_series",
@@ -377,6 +379,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 		MaxBodyBytes:           s.cfg.Write.MaxBodyBytes,
 		MaxSamplesPerRequest:   s.cfg.Write.MaxSamplesPerRequest,
 		Series:                 s.series,
+		WAL:                    s.walGuard,
 		Sender:                 func(r *http.Request) string { return CallerOf(r).Name },
 		LimitHits:              s.limits.hits,
 		CollectionNeedsConsent: policy.CollectionNeedsConsent,
