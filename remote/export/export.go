@@ -222,9 +222,6 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 	if s.Nature == catalogue.Curve {
 		size = curveSlice
 	}
-	// The queries of an export read the same registers and members: the
-	// gate reads them once per slice.
-	ctx = gate.WithReadCache(ctx)
 	for from := s.From; !from.After(s.To); from = from.AddDays(size) {
 		to := from.AddDays(size - 1)
 		if to.After(s.To) {
@@ -233,7 +230,10 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 		if err := ctx.Err(); err != nil {
 			return rw.rows, err
 		}
-		if err := sl.slice(ctx, rw, from, to); err != nil {
+		// The queries of a slice read the same registers and members: the
+		// gate reads them once. A new cache per slice keeps memory to one
+		// slice, whatever the range.
+		if err := sl.slice(gate.WithReadCache(ctx), rw, from, to); err != nil {
 			return rw.rows, fmt.Errorf("exporting %s to %s: %w", from, to, err)
 		}
 		if err := rw.flush(); err != nil {

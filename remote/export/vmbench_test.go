@@ -279,6 +279,9 @@ func TestExportBenchmark(t *testing.T) {
 	var results []measure
 	run := func(name, what, u, token, pid string) {
 		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		heapBefore := ms.HeapInuse
 		resetPeak(pid)
 		before := procKB(t, pid, "VmRSS")
 		var rows, n int64
@@ -287,7 +290,7 @@ func TestExportBenchmark(t *testing.T) {
 		peak := procKB(t, pid, "VmHWM")
 		m := measure{name: name, what: what, rows: rows - 1, bytes: n, elapsed: el, peak: peak, growth: peak - before}
 		if pid == self {
-			m.what += fmt.Sprintf(" (Go heap peak %.0f MiB)", float64(hp)/(1<<20))
+			m.what += fmt.Sprintf(" (Go heap in use: %.0f MiB before, peak +%.0f MiB during)", float64(heapBefore)/(1<<20), float64(hp-min(hp, heapBefore))/(1<<20))
 		}
 		results = append(results, m)
 		t.Logf("%s %s: %d rows in %s", name, what, m.rows, el.Round(time.Millisecond))
