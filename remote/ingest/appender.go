@@ -87,6 +87,7 @@ type validatingAppendable struct {
 	maxSamples   int
 	series       *SeriesLimiter
 	wal          *WALGuard
+	valid        *validCache
 }
 
 func (v *validatingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
@@ -134,7 +135,7 @@ func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 	m, ok := a.validated[ref]
 	if ref == 0 || !ok {
 		var err error
-		if m, err = catalogue.Validate(ls); err != nil {
+		if m, err = a.parent.valid.validate(ls); err != nil {
 			return a.refuse(ls, ReasonNotInCatalogue, err)
 		}
 		if lim := a.parent.series; lim != nil {

@@ -118,7 +118,7 @@ func NewHandler(o Options) http.Handler {
 	for _, r := range []string{ReasonNotInCatalogue, ReasonNoConsent, ReasonTooOld, ReasonDuplicate, ReasonHistogram, ReasonSeriesLimit, ReasonInvalidLabels} {
 		m.refused.WithLabelValues(r)
 	}
-	app := &validatingAppendable{next: o.Storage, curveOK: o.CurveCollectable, needsConsent: o.CollectionNeedsConsent, metrics: m,
+	app := &validatingAppendable{next: o.Storage, valid: newValidCache(), curveOK: o.CurveCollectable, needsConsent: o.CollectionNeedsConsent, metrics: m,
 		maxSamples: o.MaxSamplesPerRequest, series: o.Series, wal: o.WAL}
 	prom := remote.NewWriteHandler(slog.New(quietRetries{o.Logger.Handler()}), prometheus.NewRegistry(), app,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
