@@ -132,7 +132,13 @@ func parseSGE(name string, r io.Reader) (*File, error) {
 			}
 			columns = map[string]int{}
 			for i, c := range rec {
-				columns[strings.TrimSpace(c)] = i
+				name := strings.TrimSpace(c)
+				if _, dup := columns[name]; dup {
+					// Two columns of one name: which one holds the value
+					// would be a guess.
+					return nil, fail(line, "column %q appears twice in the header", name)
+				}
+				columns[name] = i
 			}
 			if sec.kind == typeCurve {
 				if _, ok := columns["Valeur"]; !ok || len(rec) != 2 {
