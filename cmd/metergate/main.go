@@ -28,6 +28,7 @@ var commands = []command{
 	{"import", "import Enedis history files (SGE HDM CSV, Data Connect JSON) over remote-write", importCmd},
 	{"export", "fetch a use case's published data as CSV from a running server", exportCmd},
 	{"audit", "audit verify [-file audit.log]: check the gate's hash-chained decision log", auditCmd},
+	{"soak", "run a server under mixed load (writes, queries, exports) and report latencies, errors, memory", soakCmd},
 	{"bench", "compare ingestion with Prometheus and VictoriaMetrics; print a table of ratios", benchCmd},
 }
 
