@@ -469,7 +469,7 @@ type memTrack struct {
 }
 
 type memSample struct {
-	at          time.Time
+	at         time.Time
 	heap, rss  uint64 // bytes
 	goroutines int
 }
