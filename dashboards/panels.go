@@ -252,6 +252,9 @@ func mobility() (dashboard.Dashboard, error) {
 	b.WithPanel(daily("Energy per day, all stations",
 		"UC5. Daily consumption of the five stations together.",
 		unitWh, promql("A", `sum(linky_consumption_daily_wh{perimeter="ev-stations"})`, "1d")))
+	b.WithPanel(daily("Charging sessions per day",
+		"UC5. Sessions started at each station per local day, from the stations' session counters at local midnights.",
+		"short", promql("A", `ev_station_sessions_daily{perimeter="ev-stations"}`, "1d")))
 	return b.Build()
 }
 

@@ -100,6 +100,8 @@ const (
 	DailyConsumption = "linky_consumption_daily_wh"
 	DailyInjection   = "linky_injection_daily_wh"
 	DailyGeneration  = "producer_generation_daily_wh"
+	// Derived daily count of charging sessions, from the sessions counter.
+	DailyEVSessions = "ev_station_sessions_daily"
 )
 
 var meterPlacement = []string{LabelConcentrator, LabelCluster}
@@ -187,6 +189,12 @@ var All = []Metric{
 	{
 		Name: DailyGeneration, Unit: "Wh", Type: "gauge", Subject: Meter, Flow: Production, Nature: Daily, DerivedFrom: IndexGeneration,
 		Help:     "Daily generation of day D, from the generation index at the local midnights around D. Computed by the gate, never ingested.",
+		Required: []string{LabelRMP},
+		Stamp:    "local midnight Europe/Paris that closes the day",
+	},
+	{
+		Name: DailyEVSessions, Type: "gauge", Subject: Meter, Flow: Consumption, Nature: Daily, DerivedFrom: EVSessions,
+		Help:     "Charging sessions started at a station on day D, from its sessions counter at the local midnights around D. Computed by the gate, never ingested.",
 		Required: []string{LabelRMP},
 		Stamp:    "local midnight Europe/Paris that closes the day",
 	},

@@ -204,8 +204,8 @@ func TestReducedListings(t *testing.T) {
 		{public, "/api/v1/label/perimeter/values", []any{"cluster-k01", "confluence", "producers"}},
 		{restricted, "/api/v1/label/perimeter/values", []any{"building-b1", "cluster-k01", "confluence", "producers"}},
 		{consented, "/api/v1/label/perimeter/values", []any{"uc3-b1"}},
-		{public, "/api/v1/label/__name__/values", []any{"linky_consumption_daily_wh", "linky_injection_daily_wh", "producer_generation_daily_wh"}},
-		{consented, "/api/v1/label/__name__/values", []any{"ev_station_charge_power_watts", "linky_consumption_daily_wh", "linky_load_curve_watts"}},
+		{public, "/api/v1/label/__name__/values", []any{"ev_station_sessions_daily", "linky_consumption_daily_wh", "linky_injection_daily_wh", "producer_generation_daily_wh"}},
+		{consented, "/api/v1/label/__name__/values", []any{"ev_station_charge_power_watts", "ev_station_sessions_daily", "linky_consumption_daily_wh", "linky_load_curve_watts"}},
 		{public, "/api/v1/label/cluster/values", []any{"k01", "k02", "k03"}},
 		{public, "/api/v1/format_query?" + urlValues("query", `sum by(cluster)(linky_consumption_daily_wh{perimeter="confluence"})`),
 			`sum by (cluster) (linky_consumption_daily_wh{perimeter="confluence"})`},
@@ -230,7 +230,7 @@ func TestReducedListings(t *testing.T) {
 		Data map[string][]map[string]string `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &md))
-	require.Len(t, md.Data, 3)
+	require.Len(t, md.Data, 4)
 	require.Equal(t, "Wh", md.Data["linky_consumption_daily_wh"][0]["unit"])
 	code, body = do(t, http.MethodGet, srv.URL+"/api/v1/status/buildinfo", st.PublicToken, "", "")
 	require.Equal(t, http.StatusOK, code)
