@@ -121,7 +121,7 @@ func TestDiskFullThenResume(t *testing.T) {
 		}
 	}
 	require.Equal(t, 3, refused)
-	code, r := st.Get(t, p.URL, "", "/metrics", nil)
+	code, r := st.Get(t, p.URL, st.ScrapeToken, "/metrics", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, r.Error, "metergate_audit_write_failures_total 3")
 

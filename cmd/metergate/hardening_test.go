@@ -203,7 +203,7 @@ func TestCorruptWALIsRepaired(t *testing.T) {
 	require.Less(t, kept, acked, "the corruption dropped the newest samples (else the test did not corrupt)")
 	t.Logf("every series kept at least its first %d of %d samples", kept, acked)
 
-	code, r := st.Get(t, p.URL, "", "/metrics", nil)
+	code, r := st.Get(t, p.URL, st.ScrapeToken, "/metrics", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, r.Error, "prometheus_tsdb_wal_corruptions_total 1")
 	log, err := os.ReadFile(filepath.Join(dir, "server.log"))

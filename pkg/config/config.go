@@ -120,6 +120,9 @@ type Caller struct {
 	Write       bool               `yaml:"write"`
 	Audience    registry.Audience  `yaml:"audience"`  // empty: cannot read
 	UseCases    []registry.UseCase `yaml:"use_cases"` // for the consented audience
+	// Scrape lets the caller read /metrics (a Prometheus scraping the
+	// server) without any access to meter data; operators may too.
+	Scrape bool `yaml:"scrape,omitempty"`
 	// Expires, when set, is the instant from which the token gets 401.
 	Expires time.Time `yaml:"expires,omitempty"`
 
@@ -276,8 +279,8 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("caller %s: unknown use case %q", cl.Name, uc)
 			}
 		}
-		if !cl.Write && cl.Audience == "" {
-			return fmt.Errorf("caller %s can neither write nor read", cl.Name)
+		if !cl.Write && cl.Audience == "" && !cl.Scrape {
+			return fmt.Errorf("caller %s can neither write, read nor scrape", cl.Name)
 		}
 	}
 	return nil

@@ -129,7 +129,7 @@ func TestEveryDoor(t *testing.T) {
 		{name: "alerts", method: http.MethodGet, path: "/api/v1/alerts", want: operatorOnly(200)},
 		{name: "admin snapshot", method: http.MethodPost, path: "/api/v1/admin/tsdb/snapshot", want: operatorOnly(404)},
 		{name: "admin delete", method: http.MethodPost, path: "/api/v1/admin/tsdb/delete_series?" + urlValues("match[]", "linky_index_wh"), want: operatorOnly(404)},
-		{name: "metrics", method: http.MethodGet, path: "/metrics", want: open},
+		{name: "metrics", method: http.MethodGet, path: "/metrics", want: operatorOnly(200)},
 		{name: "healthy", method: http.MethodGet, path: "/-/healthy", want: open},
 		{name: "ready", method: http.MethodGet, path: "/-/ready", want: open},
 	}

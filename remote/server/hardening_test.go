@@ -30,7 +30,7 @@ import (
 
 func metrics(t *testing.T, base string) string {
 	t.Helper()
-	code, r := st.Get(t, base, "", "/metrics", nil)
+	code, r := st.Get(t, base, st.ScrapeToken, "/metrics", nil)
 	require.Equal(t, http.StatusOK, code)
 	return r.Error
 }

@@ -422,9 +422,31 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 		_, _ = w.Write([]byte("metergate is ready.\n"))
 	})
 	s.metadataRoutes(mux)
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.Handle("/metrics", s.metricsHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 	})
 	return s.authenticate(s.boundQueries(mux))
+}
+
+// metricsHandler lets operators and scrape-only callers read /metrics. The
+// server's own metrics hold no meter data, but the gate's decision and
+// suppression counters by audience and rule are query statistics about
+// other callers, a side channel POLICY.md names.
+func (s *Server) metricsHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := CallerOf(r)
+		switch {
+		case c == nil:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metergate"`)
+			http.Error(w, "a bearer token with scrape or operator access is required", http.StatusUnauthorized)
+		case c.Scrape || c.Audience == registry.Operator:
+			next.ServeHTTP(w, r)
+		case c.Audience == "" || c.Name == "anonymous":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metergate"`)
+			http.Error(w, "a bearer token with scrape or operator access is required", http.StatusUnauthorized)
+		default:
+			writeRefused(w)
+		}
+	})
 }

@@ -119,7 +119,7 @@ func TestWritePartialRefusalKeepsValidSeries(t *testing.T) {
 		v, _ := instantValue(t, srv.URL, `count_over_time(linky_index_wh{rmp="`+encode.rmp+`"}[1h])`, now)
 		require.Equal(t, "3", v, encode.name)
 	}
-	code, r := st.Get(t, srv.URL, "", "/metrics", nil)
+	code, r := st.Get(t, srv.URL, st.ScrapeToken, "/metrics", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, r.Error, `metergate_samples_refused_total{reason="not_in_catalogue"} 4`)
 	require.Contains(t, r.Error, `metergate_samples_ingested_total 6`)
@@ -197,7 +197,10 @@ func TestRawSelectorsNeedOperator(t *testing.T) {
 func TestHealthAndMetrics(t *testing.T) {
 	srv := st.Start(t, st.Options{})
 	for _, path := range []string{"/-/healthy", "/-/ready", "/metrics"} {
-		resp, err := http.Get(srv.URL + path)
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+st.OperatorToken)
+		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -263,7 +266,7 @@ func TestRulesAreEvaluated(t *testing.T) {
 		v, _ := instantValue(t, srv.URL, "district:linky_concentrator_meters_installed:sum", time.Now())
 		return v == "200"
 	}, 10*time.Second, 100*time.Millisecond)
-	code, r := st.Get(t, srv.URL, "", "/metrics", nil)
+	code, r := st.Get(t, srv.URL, st.ScrapeToken, "/metrics", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, r.Error, `prometheus_rule_evaluation_failures_total{rule_group=`)
 }
@@ -275,4 +278,33 @@ func TestUnknownPathIs404(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	require.False(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"))
+}
+
+// /metrics carries the gate's counters by audience and rule: query
+// statistics about other callers. Operators and scrape-only callers read it.
+func TestMetricsNeedScrapeOrOperator(t *testing.T) {
+	scrapeToken := st.ScrapeToken
+	srv := st.Start(t, st.Options{Edit: func(c *config.Config) { c.Anonymous = registry.Public }})
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{
+		{"", http.StatusUnauthorized},
+		{"wrong-token-00000000000", http.StatusUnauthorized},
+		{st.SenderToken, http.StatusUnauthorized},
+		{st.PublicToken, http.StatusForbidden},
+		{st.RestrictedToken, http.StatusForbidden},
+		{st.ConsentedToken, http.StatusForbidden},
+		{st.OperatorToken, http.StatusOK},
+		{scrapeToken, http.StatusOK},
+	} {
+		code, r := st.Get(t, srv.URL, tc.token, "/metrics", nil)
+		require.Equal(t, tc.want, code, "token %q", tc.token)
+		if code == http.StatusOK {
+			require.Contains(t, r.Error, "metergate_samples_ingested_total")
+		}
+	}
+	// A scrape-only caller reads no data.
+	code, _ := st.Query(t, srv.URL, scrapeToken, `sum(linky_consumption_daily_wh{perimeter="confluence"})`, time.Now())
+	require.Equal(t, http.StatusUnauthorized, code)
 }

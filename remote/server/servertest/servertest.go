@@ -27,6 +27,7 @@ const (
 	PublicToken     = "public-token-0123456789"
 	RestrictedToken = "restricted-token-0123456789"
 	ConsentedToken  = "consented-token-0123456789"
+	ScrapeToken     = "scrape-token-0123456789"
 )
 
 // Callers is the callers section of every test server.
@@ -35,6 +36,7 @@ var Callers = []config.Caller{
 	{Name: "admin", Token: OperatorToken, Audience: registry.Operator},
 	{Name: "opendata", Token: PublicToken, Audience: registry.Public},
 	{Name: "partner", Token: RestrictedToken, Audience: registry.Restricted, UseCases: []registry.UseCase{registry.UC1, registry.UC2}},
+	{Name: "prometheus", Token: ScrapeToken, Scrape: true},
 	{Name: "household-app", Token: ConsentedToken, Audience: registry.Consented, UseCases: []registry.UseCase{registry.UC3, registry.UC5}},
 }
 
