@@ -263,6 +263,10 @@ func (p *planner) versions(name string) []*registry.Perimeter {
 	return out
 }
 
+// MayAddress reports whether caller c may address perimeter version v; the
+// export and the listings use it so that they offer what the gate allows.
+func MayAddress(v *registry.Perimeter, c *config.Caller) bool { return visible(v, c) }
+
 // visible reports whether caller c may address perimeter version v.
 func visible(v *registry.Perimeter, c *config.Caller) bool {
 	switch c.Audience {

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -149,7 +148,7 @@ func (e *Exporter) perimeters(c *config.Caller, s Spec) []perimeter {
 		}
 		ok := true
 		for _, v := range versions {
-			ok = ok && visible(v, c)
+			ok = ok && gate.MayAddress(v, c)
 		}
 		if !ok {
 			continue
@@ -164,21 +163,6 @@ func (e *Exporter) perimeters(c *config.Caller, s Spec) []perimeter {
 		out = append(out, p)
 	}
 	return out
-}
-
-// visible mirrors the gate's rule (the gate decides anyway: a perimeter
-// listed here that the gate refuses makes the export fail, never leak).
-func visible(v *registry.Perimeter, c *config.Caller) bool {
-	switch c.Audience {
-	case registry.Public:
-		return v.Audience == registry.Public
-	case registry.Restricted:
-		return v.Audience == registry.Public ||
-			v.Audience == registry.Restricted && (len(c.UseCases) == 0 || slices.Contains(c.UseCases, v.UseCase))
-	case registry.Consented:
-		return v.Audience == registry.Consented && slices.Contains(c.UseCases, v.UseCase)
-	}
-	return false
 }
 
 func metricOf(v *registry.Perimeter, n catalogue.Nature) string {
