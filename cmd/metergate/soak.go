@@ -306,7 +306,13 @@ func (w *soakWorkload) query(ctx context.Context, seed uint64) {
 	households := callerNamed(w.cfg, "households").Token
 	quartiles := []string{"0.25", "0.5", "0.75"}
 	for ctx.Err() == nil {
-		end := w.lastDay().End()
+		// Dashboards ask up to the last publishable day (D+2, docs/gate.md):
+		// an instant query past it is refused.
+		last := w.lastDay()
+		if pub := localday.LastPublishable(time.Now()); last.After(pub) {
+			last = pub
+		}
+		end := last.End()
 		rangeParams := url.Values{
 			"start": {strconv.FormatInt(end.AddDate(0, 0, -30).Unix(), 10)},
 			"end":   {strconv.FormatInt(end.Unix(), 10)},
