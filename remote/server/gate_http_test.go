@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -55,24 +54,7 @@ func callerKey(a registry.Audience, ucs []registry.UseCase) string {
 // unknown audience) get no token.
 func districtServer(t *testing.T, d *gatetest.District) (*st.Instance, map[string]string) {
 	t.Helper()
-	tokens := map[string]string{}
-	var callers []config.Caller
-	for _, c := range gatetest.Cases {
-		k := callerKey(c.Audience, c.UseCases)
-		if _, ok := tokens[k]; ok {
-			continue
-		}
-		cl := config.Caller{Name: fmt.Sprintf("case-%d", len(callers)), Token: fmt.Sprintf("case-token-%02d-0123456789", len(callers)),
-			Audience: c.Audience, UseCases: c.UseCases}
-		probe := config.Defaults()
-		probe.Callers = []config.Caller{cl}
-		if probe.Validate() != nil {
-			tokens[k] = ""
-			continue
-		}
-		tokens[k] = cl.Token
-		callers = append(callers, cl)
-	}
+	callers, tokens := tableCallers()
 	srv := st.Start(t, st.Options{
 		Registry: d.Registry,
 		Server: server.Options{
