@@ -160,7 +160,7 @@ func (e *dayEval) leaf(l *leaf) vec {
 		gr.prms = append(gr.prms, prm)
 		gr.values = append(gr.values, v)
 	}
-	fam := family{e.audience, l.metric.Flow}
+	fam := family{e.audience, l.metric.Flow, l.form}
 	t := fam.threshold()
 	cells := e.g.cells(e.reg, fam, e.day)
 	for k, gr := range groups {

@@ -477,7 +477,7 @@ func (g *Gate) run(ctx context.Context, q storage.Queryable, qs string, start, e
 // cells returns the Venn partition of family f on day d, cached per
 // registry snapshot and set of valid perimeter versions.
 func (g *Gate) cells(r *registry.Registry, f family, d localday.Day) *cells {
-	key := fmt.Sprintf("%s/%s/", f.audience, f.flow)
+	key := fmt.Sprintf("%s/%s/%s/", f.audience, f.flow, f.form)
 	for i := range r.Perimeters {
 		if f.has(&r.Perimeters[i]) && r.Perimeters[i].ValidOn(d) {
 			key += fmt.Sprintf("%d,", i)

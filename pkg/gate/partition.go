@@ -41,24 +41,35 @@ import (
 // partition that passes the same check), so the argument holds per audience.
 // TestPartitionProof checks the claim on the cells of the test registry.
 
-// family is the collection of perimeters one audience may address for
-// one flow.
+// family is the collection of sets one audience may publish one form of
+// aggregate over, for one flow. Sums and quartiles have a partition each:
+// a perimeter that publishes both (the default) is in both, so for
+// registries without quartile-only or sum-only perimeters the two are the
+// same partition. Keeping them apart is what lets a quartile-only perimeter
+// (the households of a cluster) overlap a sum perimeter (the whole cluster):
+// no sum is ever published over it, so no linear combination of sums can
+// isolate the difference (the cluster's businesses), and quartiles of two
+// sets are only published when that difference is 0 or at least t RMPs too
+// (quartile cells), since Q(A) and Q(A∪B) say where B's values lie.
 type family struct {
 	audience registry.Audience
 	flow     catalogue.Flow
+	form     policy.Form // Sum or Quartile
 }
 
 // families are the ones with thresholds; consented data needs no cells.
 var families = []family{
-	{registry.Public, catalogue.Consumption}, {registry.Public, catalogue.Production},
-	{registry.Restricted, catalogue.Consumption}, {registry.Restricted, catalogue.Production},
+	{registry.Public, catalogue.Consumption, policy.Sum}, {registry.Public, catalogue.Production, policy.Sum},
+	{registry.Restricted, catalogue.Consumption, policy.Sum}, {registry.Restricted, catalogue.Production, policy.Sum},
+	{registry.Public, catalogue.Consumption, policy.Quartile}, {registry.Public, catalogue.Production, policy.Quartile},
+	{registry.Restricted, catalogue.Consumption, policy.Quartile}, {registry.Restricted, catalogue.Production, policy.Quartile},
 }
 
-// inFamily reports whether perimeter p is addressable by some caller of
-// the family's audience (all use cases: the union is the finest partition,
-// so checking it covers every caller).
+// has reports whether perimeter p publishes the family's form and is
+// addressable by some caller of the family's audience (all use cases: the
+// union is the finest partition, so checking it covers every caller).
 func (f family) has(p *registry.Perimeter) bool {
-	if p.Flow != string(f.flow) {
+	if p.Flow != string(f.flow) || !p.Publishes(string(f.form)) {
 		return false
 	}
 	switch f.audience {
@@ -278,8 +289,8 @@ func checkSegment(r *registry.Registry, f family, c *cells, start, end localday.
 	var errs []error
 	for id, n := range count {
 		bad := func(d localday.Day, n int) {
-			errs = append(errs, fmt.Errorf("on %s, for the %s audience (%s), the cell %s holds %d RMPs, fewer than %d",
-				d, f.audience, f.flow, c.names[id], n, t))
+			errs = append(errs, fmt.Errorf("on %s, for the %s audience (%s, %s), the cell %s holds %d RMPs, fewer than %d",
+				d, f.audience, f.flow, f.form, c.names[id], n, t))
 		}
 		if n > 0 && n < t {
 			bad(start, n)

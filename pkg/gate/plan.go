@@ -179,6 +179,11 @@ func (p *planner) addLeaf(l *leaf) (node, error) {
 	if !l.rule.Allows(l.form) {
 		return nil, refuse(ruleForm, "form %s of %s data is not publishable to the %s audience", l.form, l.metric.Flow, p.caller.Audience)
 	}
+	for _, v := range p.versions(l.perimeter) {
+		if !v.Publishes(string(l.form)) {
+			return nil, refuse(ruleForm, "perimeter %s does not publish the form %s", l.perimeter, l.form)
+		}
+	}
 	p.leaves = append(p.leaves, l)
 	if !slices.Contains(p.perimeters, l.perimeter) {
 		p.perimeters = append(p.perimeters, l.perimeter)

@@ -76,3 +76,12 @@ func TestCollectionNeedsConsent(t *testing.T) {
 	}
 	assert.False(t, CollectionNeedsConsent(nil))
 }
+
+// A perimeter may narrow its forms only to names the policy knows.
+func TestPerimeterFormsArePolicyForms(t *testing.T) {
+	var forms []string
+	for _, f := range []Form{Sum, Quartile, Individual, Curves} {
+		forms = append(forms, string(f))
+	}
+	assert.ElementsMatch(t, forms, registry.PerimeterForms)
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/metergate/metergate/pkg/localday"
@@ -178,6 +179,22 @@ type Perimeter struct {
 	// Labels are the perimeter-level labels its figures may be grouped by
 	// (for example cluster for the neighbourhood's 30 clusters).
 	GroupBy []string `yaml:"group_by,omitempty"`
+	// Forms narrows what may be published about this perimeter to some of
+	// the forms the policy allows its audience (sum, quartile, individual,
+	// curves); empty: every form the policy allows. A quartile-only
+	// perimeter (households of a cluster, say) may then overlap sum
+	// perimeters without its sum ever differencing them (docs/gate.md).
+	Forms []string `yaml:"forms,omitempty"`
+}
+
+// PerimeterForms are the names a perimeter's forms may take (policy.Form's
+// values; the policy package imports this one).
+var PerimeterForms = []string{"sum", "quartile", "individual", "curves"}
+
+// Publishes reports whether this version of the perimeter may publish form:
+// the policy decides whether its audience may, this narrows it further.
+func (p *Perimeter) Publishes(form string) bool {
+	return len(p.Forms) == 0 || slices.Contains(p.Forms, form)
 }
 
 // ValidOn reports whether this version of the perimeter applies on day d.
@@ -241,6 +258,11 @@ func New(r *Registry) (*Registry, error) {
 		}
 		if p.Select.empty() {
 			return nil, fmt.Errorf("perimeter %s selects nothing (use all: true for the whole district)", p.Name)
+		}
+		for _, f := range p.Forms {
+			if !slices.Contains(PerimeterForms, f) {
+				return nil, fmt.Errorf("perimeter %s: unknown form %q (allowed: %s)", p.Name, f, strings.Join(PerimeterForms, ", "))
+			}
 		}
 	}
 	return r, nil
