@@ -27,6 +27,7 @@ import (
 	"github.com/metergate/metergate/pkg/config"
 	"github.com/metergate/metergate/pkg/gate"
 	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 )
 
@@ -71,6 +72,9 @@ type perimeter struct {
 	name    string
 	metric  string
 	groupBy []string
+	// sums, quartiles: the perimeter publishes the form in every version
+	// (registry forms); a form it does not publish is an empty column.
+	sums, quartiles bool
 }
 
 // Columns of each kind of export.
@@ -153,7 +157,11 @@ func (e *Exporter) perimeters(c *config.Caller, s Spec) []perimeter {
 		if !ok {
 			continue
 		}
-		p := perimeter{name: name, metric: metricOf(v, s.Nature)}
+		p := perimeter{name: name, metric: metricOf(v, s.Nature), sums: true, quartiles: true}
+		for _, v := range versions {
+			p.sums = p.sums && v.Publishes(string(policy.Sum))
+			p.quartiles = p.quartiles && v.Publishes(string(policy.Quartile))
+		}
 		if p.metric == "" {
 			continue
 		}
@@ -270,7 +278,8 @@ func (sl *slicer) request(query string, from, to localday.Day) gate.Request {
 }
 
 // forms are the queries of one perimeter and one grouping: the sum and the
-// three quartiles for aggregates, the selector itself with consent.
+// three quartiles for aggregates, the selector itself with consent. A form
+// the perimeter does not publish is "", not asked: its column stays empty.
 func (sl *slicer) forms(p perimeter, by []string) []string {
 	sel := fmt.Sprintf("%s{%s=%q}", p.metric, gate.LabelPerimeter, p.name)
 	if sl.c.Audience == registry.Consented {
@@ -280,12 +289,16 @@ func (sl *slicer) forms(p perimeter, by []string) []string {
 	if len(by) > 0 {
 		grouping = " by (" + joinComma(by) + ")"
 	}
-	return []string{
-		"sum" + grouping + " (" + sel + ")",
-		"quantile" + grouping + " (0.25, " + sel + ")",
-		"quantile" + grouping + " (0.5, " + sel + ")",
-		"quantile" + grouping + " (0.75, " + sel + ")",
+	forms := make([]string, 4)
+	if p.sums {
+		forms[0] = "sum" + grouping + " (" + sel + ")"
 	}
+	if p.quartiles {
+		for i, q := range []string{"0.25", "0.5", "0.75"} {
+			forms[1+i] = "quantile" + grouping + " (" + q + ", " + sel + ")"
+		}
+	}
+	return forms
 }
 
 func joinComma(s []string) string {
@@ -309,6 +322,9 @@ func (sl *slicer) slice(ctx context.Context, rw *rowWriter, from, to localday.Da
 		for _, by := range groupings {
 			forms := sl.forms(p, by)
 			for fi, q := range forms {
+				if q == "" {
+					continue // a form the perimeter does not publish
+				}
 				res, err := sl.e.Gate.Exec(ctx, sl.c, sl.request(q, from, to))
 				if err != nil {
 					return fmt.Errorf("query %s: %w", q, err)
