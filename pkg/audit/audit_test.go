@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -76,4 +77,50 @@ func TestOpenCutsUnfinishedRecord(t *testing.T) {
 	n, err := Verify(path)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
+}
+
+// A batch is the same bytes as its records appended one by one (the same
+// chain), written with one sync; a failed batch keeps none of its records.
+func TestAppendBatch(t *testing.T) {
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	rs := []Record{
+		{Time: at, Caller: "a", Audience: "public", Query: "sum(x)", Decision: Allowed, Rows: 31},
+		{Time: at, Caller: "a", Audience: "public", Query: "quantile(0.5, x)", Decision: Allowed, Suppressed: []string{"set_size"}},
+		{Time: at, Caller: "a", Audience: "public", Query: "max(x)", Decision: Refused, Rule: "form"},
+	}
+	dir := t.TempDir()
+	one, batch := filepath.Join(dir, "one.log"), filepath.Join(dir, "batch.log")
+	l, err := Open(one, nil)
+	require.NoError(t, err)
+	for _, r := range append(rs, rs...) {
+		require.NoError(t, l.Append(r))
+	}
+	require.NoError(t, l.Close())
+
+	reg := prometheus.NewRegistry()
+	l, err = Open(batch, reg)
+	require.NoError(t, err)
+	require.NoError(t, l.AppendBatch(rs))
+	require.NoError(t, l.AppendBatch(nil))
+	require.NoError(t, l.AppendBatch(rs))
+	require.Equal(t, 2.0, testutil.ToFloat64(l.decisions.WithLabelValues("public", Refused, "form")))
+	require.Equal(t, 2.0, testutil.ToFloat64(l.suppressed.WithLabelValues("public", "set_size")))
+
+	want, err := os.ReadFile(one)
+	require.NoError(t, err)
+	got, err := os.ReadFile(batch)
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(got))
+	n, err := Verify(batch)
+	require.NoError(t, err)
+	require.Equal(t, 6, n)
+
+	// A batch that cannot be written is refused whole.
+	require.NoError(t, l.f.Close())
+	require.Error(t, l.AppendBatch(rs))
+	require.Equal(t, 2.0, testutil.ToFloat64(l.decisions.WithLabelValues("public", Refused, "form")), "nothing counted")
+	require.Equal(t, 3.0, testutil.ToFloat64(l.failures))
+	n, err = Verify(batch)
+	require.NoError(t, err)
+	require.Equal(t, 6, n)
 }

@@ -25,6 +25,9 @@ type readCache struct {
 	daily   map[string]cachedDaily // by index register: the last days read
 	members map[string][]string
 	grouped map[string]map[string]groupLabels // by clause → RMP → its group
+	// evaluated holds the groups of contributing RMPs of a perimeter on a
+	// day (dayEval.groups), shared by the aggregations of that perimeter.
+	evaluated map[groupsKey][]*evalGroup
 }
 
 type groupLabels struct {
@@ -69,6 +72,7 @@ func cacheOf(ctx context.Context, reg *registry.Registry) *readCache {
 	if c.reg != reg {
 		c.reg = reg
 		c.daily, c.members, c.grouped = map[string]cachedDaily{}, map[string][]string{}, map[string]map[string]groupLabels{}
+		c.evaluated = map[groupsKey][]*evalGroup{}
 	}
 	return c
 }

@@ -46,6 +46,7 @@ type dayEval struct {
 	audience  registry.Audience
 	day       localday.Day
 	daily     map[string]dailyValues // by source index metric
+	reads     map[string]string      // by source: which read of the cache daily is
 	setSizes  []int
 	minSet    int
 	hidden    []string // rules of suppressed points
@@ -139,39 +140,19 @@ func (e *dayEval) leaf(l *leaf) vec {
 	if !ok {
 		return out
 	}
-	vals := e.daily[l.metric.DerivedFrom][e.day]
-	type group struct {
-		lbls   labels.Labels
-		prms   []string
-		values []float64
-	}
-	groups := map[string]*group{}
-	for _, prm := range members(e.cache, e.reg, p, e.day) {
-		v, ok := vals[prm]
-		if !ok {
-			continue // registered but not contributing
-		}
-		lbls, k := e.groupOf(prm, l.by)
-		gr := groups[k]
-		if gr == nil {
-			gr = &group{lbls: lbls}
-			groups[k] = gr
-		}
-		gr.prms = append(gr.prms, prm)
-		gr.values = append(gr.values, v)
-	}
+	groups := e.groups(p, l)
 	fam := family{e.audience, l.metric.Flow, l.form}
 	t := fam.threshold()
 	cells := e.g.cells(e.reg, fam, e.day)
-	for k, gr := range groups {
-		n := len(gr.prms)
+	for _, gr := range groups {
+		k, n := gr.key, len(gr.prms)
 		e.setSizes = append(e.setSizes, n)
 		if n < t {
 			e.hidden = append(e.hidden, ruleSetSize)
 			out.hidden[k] = gr.lbls
 			continue
 		}
-		if bad := smallCell(cells, gr.prms, t); bad {
+		if gr.smallCell(cells, t) {
 			e.hidden = append(e.hidden, ruleCell)
 			out.hidden[k] = gr.lbls
 			continue
@@ -179,19 +160,14 @@ func (e *dayEval) leaf(l *leaf) vec {
 		var v float64
 		switch l.op {
 		case parser.SUM:
-			var sum, largest float64
-			for _, x := range gr.values {
-				sum += x
-				largest = max(largest, x)
-			}
-			if e.dominance > 0 && sum > 0 && largest > e.dominance*sum {
+			if e.dominance > 0 && gr.sum > 0 && gr.largest > e.dominance*gr.sum {
 				e.hidden = append(e.hidden, ruleDominance)
 				out.hidden[k] = gr.lbls
 				continue
 			}
-			v = sum
+			v = gr.sum
 		case parser.QUANTILE:
-			v = quantile(l.q, gr.values)
+			v = quantileSorted(l.q, gr.sorted)
 			if l.rule.RoundUpKWh {
 				v = math.Ceil(v/1000) * 1000
 			}
@@ -260,11 +236,16 @@ func smallCell(c *cells, prms []string, t int) bool {
 // quantile is the φ-quantile of values with Prometheus's semantics: linear
 // interpolation between the closest ranks, rank φ·(n−1).
 func quantile(q float64, values []float64) float64 {
-	if len(values) == 0 {
-		return math.NaN()
-	}
 	s := slices.Clone(values)
 	sort.Float64s(s)
+	return quantileSorted(q, s)
+}
+
+// quantileSorted is quantile of values sorted in increasing order.
+func quantileSorted(q float64, s []float64) float64 {
+	if len(s) == 0 {
+		return math.NaN()
+	}
 	rank := q * float64(len(s)-1)
 	lo := math.Floor(rank)
 	hi := math.Min(lo+1, float64(len(s)-1))

@@ -173,6 +173,55 @@ func (g *Gate) QueryRange(ctx context.Context, c *config.Caller, q string, start
 
 // Exec evaluates a request for caller c, or refuses it with ErrRefused.
 func (g *Gate) Exec(ctx context.Context, c *config.Caller, req Request) (*Result, error) {
+	rs, err := g.ExecBatch(ctx, c, []Request{req})
+	if len(rs) == 0 {
+		return nil, err
+	}
+	return rs[0], err
+}
+
+// ExecBatch evaluates several requests of one caller, in order, as Exec
+// would one by one: each is planned, checked, evaluated and recorded on its
+// own, and the first refusal or error stops the batch. The difference is
+// the audit log: the records of the batch (up to and including a refused
+// one) are written with one sync (audit.Log.AppendBatch) before any result
+// is returned, so an export slice pays one sync instead of one per query,
+// and still releases nothing whose record is not durable. On success the
+// results are one per request; on error they are the results of the
+// requests before the failing one (whose records are durable too), and the
+// error is what Exec would have returned for it.
+func (g *Gate) ExecBatch(ctx context.Context, c *config.Caller, reqs []Request) ([]*Result, error) {
+	recs := make([]audit.Record, 0, len(reqs))
+	out := make([]*Result, 0, len(reqs))
+	var failed error
+	for _, req := range reqs {
+		if err := ctx.Err(); err != nil && len(recs) > 0 {
+			// The caller went away: the requests not started are not
+			// evaluated (nor recorded: nothing was decided).
+			failed = err
+			break
+		}
+		res, rec, err := g.decide(ctx, c, req)
+		recs = append(recs, rec)
+		if err != nil {
+			failed = err
+			break
+		}
+		out = append(out, res)
+	}
+	if g.o.Audit != nil {
+		if aerr := g.o.Audit.AppendBatch(recs); aerr != nil {
+			// No record, no answer.
+			g.log.ErrorContext(ctx, "audit log write failed", "err", aerr)
+			return nil, ErrUnavailable
+		}
+	}
+	return out, failed
+}
+
+// decide evaluates one request and returns its audit record, not yet
+// written.
+func (g *Gate) decide(ctx context.Context, c *config.Caller, req Request) (*Result, audit.Record, error) {
 	now := g.o.Now()
 	rec := audit.Record{Time: now, Query: req.Query, Start: req.Start, End: req.End}
 	if req.Step > 0 {
@@ -207,14 +256,7 @@ func (g *Gate) Exec(ctx context.Context, c *config.Caller, req Request) (*Result
 		rec.Decision = audit.Allowed
 		rec.Rows = rows(res.Value)
 	}
-	if g.o.Audit != nil {
-		if aerr := g.o.Audit.Append(rec); aerr != nil {
-			// No record, no answer.
-			g.log.ErrorContext(ctx, "audit log write failed", "err", aerr)
-			return nil, ErrUnavailable
-		}
-	}
-	return res, err
+	return res, rec, err
 }
 
 func (g *Gate) exec(ctx context.Context, c *config.Caller, req Request, now time.Time, rec *audit.Record) (*Result, error) {
@@ -304,12 +346,13 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 		return nil, err
 	}
 	daily := map[string]dailyValues{}
+	reads := map[string]string{}
 	for _, src := range sources(p.leaves) {
 		v, err := g.readDailyCached(ctx, reg, src, days)
 		if err != nil {
 			return nil, err
 		}
-		daily[src] = v
+		daily[src], reads[src] = v, daysKey(src, days)
 	}
 	dom := g.o.Dominance
 	if dom < 0 {
@@ -319,7 +362,7 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	series := map[string]*promql.Series{}
 	var vector promql.Vector
 	for i, d := range days {
-		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, daily: daily, dominance: dom, cache: cacheOf(ctx, reg)}
+		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, daily: daily, reads: reads, dominance: dom, cache: cacheOf(ctx, reg)}
 		v := e.eval(root)
 		rec.SetSizes = append(rec.SetSizes, e.setSizes...)
 		rec.Suppressed = append(rec.Suppressed, e.hidden...)

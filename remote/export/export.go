@@ -38,6 +38,13 @@ type Gate interface {
 	Now() time.Time
 }
 
+// Batcher is a Gate that can evaluate the queries of a slice together
+// (gate.Gate.ExecBatch): each is checked and audited on its own, the
+// records written with one sync before any result is returned.
+type Batcher interface {
+	ExecBatch(ctx context.Context, c *config.Caller, reqs []gate.Request) ([]*gate.Result, error)
+}
+
 // Spec says what to export.
 type Spec struct {
 	UseCase  registry.UseCase
@@ -312,8 +319,49 @@ func joinComma(s []string) string {
 	return out
 }
 
+// query is one gate query of a slice: a form of a perimeter and grouping.
+type query struct {
+	p      perimeter
+	by     []string
+	form   int // index in forms
+	nforms int
+	q      string
+}
+
+// exec runs the queries of a slice: in one batch when the gate can (one
+// audit sync for the slice, and nothing of the slice is released before
+// its records are durable), else one by one.
+func (sl *slicer) exec(ctx context.Context, qs []query, from, to localday.Day) ([]*gate.Result, error) {
+	if b, ok := sl.e.Gate.(Batcher); ok {
+		reqs := make([]gate.Request, len(qs))
+		for i, q := range qs {
+			reqs[i] = sl.request(q.q, from, to)
+		}
+		res, err := b.ExecBatch(ctx, sl.c, reqs)
+		if err != nil {
+			if len(res) < len(qs) {
+				return nil, fmt.Errorf("query %s: %w", qs[len(res)].q, err)
+			}
+			return nil, err
+		}
+		if len(res) != len(qs) {
+			return nil, fmt.Errorf("the gate answered %d of %d queries", len(res), len(qs))
+		}
+		return res, nil
+	}
+	out := make([]*gate.Result, 0, len(qs))
+	for _, q := range qs {
+		res, err := sl.e.Gate.Exec(ctx, sl.c, sl.request(q.q, from, to))
+		if err != nil {
+			return nil, fmt.Errorf("query %s: %w", q.q, err)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
 func (sl *slicer) slice(ctx context.Context, rw *rowWriter, from, to localday.Day) error {
-	rows := map[string]*row{} // t, perimeter, key
+	var qs []query
 	for _, p := range sl.ps {
 		groupings := [][]string{nil}
 		if len(p.groupBy) > 0 {
@@ -325,42 +373,47 @@ func (sl *slicer) slice(ctx context.Context, rw *rowWriter, from, to localday.Da
 				if q == "" {
 					continue // a form the perimeter does not publish
 				}
-				res, err := sl.e.Gate.Exec(ctx, sl.c, sl.request(q, from, to))
-				if err != nil {
-					return fmt.Errorf("query %s: %w", q, err)
-				}
-				put := func(t int64, lbls labels.Labels, c cell) {
-					lbls = seriesLabels(lbls)
-					key := lbls.String()
-					if len(by) > 0 && len(lbls.Map()) == 0 {
-						return // a grouping that yielded no group label: the total row has it
-					}
-					rk := strconv.FormatInt(t, 10) + "\xff" + p.name + "\xff" + key
-					r := rows[rk]
-					if r == nil {
-						r = &row{t: t, perimeter: p.name, key: key, lbls: lbls, cells: make([]cell, len(forms))}
-						rows[rk] = r
-					}
-					r.cells[fi] = c
-					sl.seen[p.name+"\xff"+key] = lbls
-				}
-				if sl.c.Audience != registry.Consented {
-					for _, pt := range res.Points {
-						put(pt.T, pt.Metric, cell{hidden: pt.Hidden, set: pt.Set, ok: !pt.Hidden})
-					}
-					fillValues(res, func(t int64, lbls labels.Labels, v float64) {
-						rk := strconv.FormatInt(t, 10) + "\xff" + p.name + "\xff" + seriesLabels(lbls).String()
-						if r := rows[rk]; r != nil {
-							r.cells[fi].v = v
-						}
-					})
-					continue
-				}
-				fillValues(res, func(t int64, lbls labels.Labels, v float64) {
-					put(t, lbls, cell{v: v, ok: true})
-				})
+				qs = append(qs, query{p: p, by: by, form: fi, nforms: len(forms), q: q})
 			}
 		}
+	}
+	results, err := sl.exec(ctx, qs, from, to)
+	if err != nil {
+		return err
+	}
+	rows := map[string]*row{} // t, perimeter, key
+	for i, q := range qs {
+		p, by, fi, res := q.p, q.by, q.form, results[i]
+		put := func(t int64, lbls labels.Labels, c cell) {
+			lbls = seriesLabels(lbls)
+			key := lbls.String()
+			if len(by) > 0 && len(lbls.Map()) == 0 {
+				return // a grouping that yielded no group label: the total row has it
+			}
+			rk := strconv.FormatInt(t, 10) + "\xff" + p.name + "\xff" + key
+			r := rows[rk]
+			if r == nil {
+				r = &row{t: t, perimeter: p.name, key: key, lbls: lbls, cells: make([]cell, q.nforms)}
+				rows[rk] = r
+			}
+			r.cells[fi] = c
+			sl.seen[p.name+"\xff"+key] = lbls
+		}
+		if sl.c.Audience != registry.Consented {
+			for _, pt := range res.Points {
+				put(pt.T, pt.Metric, cell{hidden: pt.Hidden, set: pt.Set, ok: !pt.Hidden})
+			}
+			fillValues(res, func(t int64, lbls labels.Labels, v float64) {
+				rk := strconv.FormatInt(t, 10) + "\xff" + p.name + "\xff" + seriesLabels(lbls).String()
+				if r := rows[rk]; r != nil {
+					r.cells[fi].v = v
+				}
+			})
+			continue
+		}
+		fillValues(res, func(t int64, lbls labels.Labels, v float64) {
+			put(t, lbls, cell{v: v, ok: true})
+		})
 	}
 	// Every step of the slice, for every series seen so far: a missing
 	// point is a row that says so.

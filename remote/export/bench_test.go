@@ -1,0 +1,188 @@
+package export_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/metergate/metergate/pkg/audit"
+	"github.com/metergate/metergate/pkg/catalogue"
+	"github.com/metergate/metergate/pkg/config"
+	"github.com/metergate/metergate/pkg/district"
+	"github.com/metergate/metergate/pkg/gate"
+	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/registry"
+	"github.com/metergate/metergate/pkg/store"
+	"github.com/metergate/metergate/remote/export"
+)
+
+// dailyOnly appends the simulated district's daily index registers (not
+// its curves: the daily export reads none) into a TSDB.
+type dailyOnly struct {
+	db      *tsdb.DB
+	samples int64
+}
+
+func (w *dailyOnly) Write(ctx context.Context, series []prompb.TimeSeries) error {
+	app := w.db.Appender(ctx)
+	b := labels.NewScratchBuilder(8)
+	for _, s := range series {
+		b.Reset()
+		name := ""
+		for _, l := range s.Labels {
+			b.Add(l.Name, l.Value)
+			if l.Name == labels.MetricName {
+				name = l.Value
+			}
+		}
+		if name != catalogue.IndexConsumption && name != catalogue.IndexInjection {
+			continue
+		}
+		b.Sort()
+		ls := b.Labels()
+		var ref storage.SeriesRef
+		for _, x := range s.Samples {
+			r, err := app.Append(ref, ls, x.Timestamp, x.Value)
+			if err != nil {
+				return fmt.Errorf("appending %s: %w", ls, err)
+			}
+			ref = r
+		}
+		w.samples += int64(len(s.Samples))
+	}
+	return app.Commit()
+}
+
+func (*dailyOnly) Flush(context.Context) error { return nil }
+
+// benchDistrict is the simulated Confluence with days of daily index
+// readings ending at until, in a TSDB, built once per process and size.
+type benchDistrict struct {
+	reg   *registry.Registry
+	db    *tsdb.DB
+	dir   string
+	until localday.Day
+}
+
+var (
+	benchMu        sync.Mutex
+	benchDistricts = map[int]*benchDistrict{}
+)
+
+func loadBenchDistrict(b *testing.B, days int) *benchDistrict {
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	if d := benchDistricts[days]; d != nil {
+		return d
+	}
+	until := localday.Day{Year: 2026, Month: time.October, Day: 31}
+	reg, err := district.Generate(district.Options{Seed: 1, Until: until})
+	require.NoError(b, err)
+	dir, err := os.MkdirTemp("", "exportbench")
+	require.NoError(b, err)
+	// The server's storage (96 h head blocks compacted up to 31 days), with
+	// an out-of-order window that takes a backfilled year.
+	st, err := store.OpenEmbedded(filepath.Join(dir, "tsdb"), store.Options{
+		Retention: 5 * 365 * 24 * time.Hour, OutOfOrderWindow: 2 * 365 * 24 * time.Hour}, nil, nil)
+	require.NoError(b, err)
+	db := st.DB
+	db.DisableCompactions()
+	w := &dailyOnly{db: db}
+	start := time.Now()
+	_, err = district.Simulate(context.Background(), reg, district.Config{Model: district.ModelOptions{Seed: 1, Until: until}, Days: days}, w)
+	require.NoError(b, err)
+	db.EnableCompactions()
+	require.NoError(b, db.Compact(context.Background()))
+	b.Logf("loaded %d index samples of %d meters, %d days, in %s; %d blocks", w.samples, len(reg.Meters), days, time.Since(start).Round(time.Second), len(db.Blocks()))
+	d := &benchDistrict{reg: reg, db: db, dir: dir, until: until}
+	benchDistricts[days] = d
+	return d
+}
+
+// BenchmarkExport is the daily export of every public perimeter of uc4
+// (the district, its clusters, the producers: sums, quartiles and set
+// sizes) over days of the simulated district, through the gate and an
+// fsync'd audit log, into io.Discard. BENCH_EXPORT_DAYS chooses the days
+// (default 31 and 93, to see that memory does not grow with the range).
+//
+//	go test -run '^$' -bench BenchmarkExport -benchtime 3x ./remote/export
+func BenchmarkExport(b *testing.B) {
+	sizes := []int{31, 93}
+	if s := os.Getenv("BENCH_EXPORT_DAYS"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(b, err)
+		sizes = []int{n}
+	}
+	for _, days := range sizes {
+		b.Run(fmt.Sprintf("days=%d", days), func(b *testing.B) {
+			d := loadBenchDistrict(b, days)
+			log, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), nil)
+			require.NoError(b, err)
+			defer log.Close()
+			reg := func() *registry.Registry { return d.reg }
+			now := d.until.AddDays(2).Start().Add(time.Hour)
+			g, err := gate.New(gate.Options{Registry: reg, Queryable: d.db, Audit: log, Now: func() time.Time { return now }})
+			require.NoError(b, err)
+			e := &export.Exporter{Gate: g, Registry: reg}
+			c := &config.Caller{Name: "opendata", Audience: registry.Public}
+			spec, err := e.Check(c, export.Spec{UseCase: registry.UC4, Nature: catalogue.Daily, From: d.until.AddDays(1 - days), To: d.until})
+			require.NoError(b, err)
+			var rows int
+			cw := &countingWriter{}
+			runtime.GC()
+			cw.sample()
+			before := cw.peak
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				n, err := e.Write(context.Background(), cw, c, spec, export.Format{})
+				require.NoError(b, err)
+				require.Positive(b, n)
+				rows = n
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			b.ReportMetric(float64(cw.peak-min(cw.peak, before))/(1<<20), "heap-growth-MiB")
+		})
+	}
+}
+
+// countingWriter discards what it is given, and samples the Go heap at
+// every flush (the exporter flushes once per slice): the heap in use at the
+// end of each slice, before the next is computed, is what must not grow
+// with the range.
+type countingWriter struct {
+	n    int64
+	peak uint64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
+func (w *countingWriter) Flush() error {
+	w.sample()
+	return nil
+}
+
+func (w *countingWriter) sample() {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	w.peak = max(w.peak, ms.HeapInuse)
+}
+
+var _ io.Writer = (*countingWriter)(nil)
