@@ -42,10 +42,12 @@ type jsonDashboard struct {
 }
 
 type jsonVariable struct {
-	Type  string `json:"type"`
-	Name  string `json:"name"`
-	Query any    `json:"query"`
-	Multi bool   `json:"multi"`
+	Type       string                 `json:"type"`
+	Name       string                 `json:"name"`
+	Query      any                    `json:"query"`
+	Regex      string                 `json:"regex"`
+	Multi      bool                   `json:"multi"`
+	Datasource map[string]interface{} `json:"datasource"`
 }
 
 type jsonRef struct {

@@ -91,15 +91,16 @@ func statPanel(title, description, unit string, span uint32, target cog.Builder[
 		WithTarget(target)
 }
 
+// householdsRegex takes the cluster ids out of the households-<cluster>
+// perimeters listed by the plugin's perimeter(uc4) variable query: only the
+// clusters with enough households to publish their quartiles are offered.
+const householdsRegex = `/^households-(.+)$/`
+
 // onePlanet is UC4's public performance dashboard of the WWF One Planet
 // action plan: aggregates of at least 101 meters (consumption) or 11
 // producers, as the public may read them.
 func onePlanet() (dashboard.Dashboard, error) {
 	const conso = `sum(linky_consumption_daily_wh{perimeter="confluence"})`
-	clusters := make([]string, district.Clusters)
-	for i := range clusters {
-		clusters[i] = fmt.Sprintf("k%02d", i+1)
-	}
 	perPerson := fmt.Sprintf("%s * 365 / 1000 / $inhabitants", conso)
 	b := base("metergate-uc4-one-planet", "Confluence — One Planet performance",
 		"UC4, public: daily consumption and production of the Confluence district (WWF One Planet action plan), published at D+2 through metergate's privacy gate.",
@@ -113,7 +114,17 @@ func onePlanet() (dashboard.Dashboard, error) {
 			Label("Inhabitants").
 			Description("Inhabitants of the district (seed report: about 8,000), to annualise per person.").
 			Value(dashboard.StringOrMap{String: cog.ToPtr(fmt.Sprint(district.Inhabitants))})).
-		WithVariable(custom("cluster", "Cluster", "Clusters whose household quartiles are shown (one panel each).", clusters, true))
+		WithVariable(dashboard.NewQueryVariableBuilder("cluster").
+			Label("Cluster").
+			Description("Clusters whose household quartiles are shown (one panel each): those with a registered households-<cluster> perimeter, i.e. at least 101 residential meters.").
+			Datasource(ds()).
+			Query(dashboard.StringOrMap{String: cog.ToPtr("perimeter(uc4)")}).
+			Definition("perimeter(uc4)").
+			Regex(householdsRegex).
+			Refresh(dashboard.VariableRefreshOnDashboardLoad).
+			Sort(dashboard.VariableSortAlphabeticalAsc).
+			Multi(true).
+			IncludeAll(true))
 
 	b.WithRow(row("District"))
 	b.WithPanel(daily("Daily consumption of the district",
@@ -142,16 +153,16 @@ func onePlanet() (dashboard.Dashboard, error) {
 		"UC4. Each cluster's daily consumption divided by its inhabitants (registry). Hidden clusters show the privacy notice.",
 		unitWh, useCase("A", UC4, "clusters_per_inhabitant", "confluence")).DrawStyle(common.GraphDrawStyleLine))
 	b.WithPanel(daily("Household consumption quartiles — cluster $cluster",
-		"UC4. First quartile, median and third quartile of the daily consumption of the cluster's meters, rounded up to whole kWh by the gate. Hidden below 101 contributing meters.",
+		"UC4. First quartile, median and third quartile of the daily consumption of the cluster's residential meters (households and the common areas of their buildings), rounded up to whole kWh by the gate. Hidden below 101 contributing meters. The registry publishes households as quartiles only, and clusters as sums only: a sum of both, or quartiles of both, would isolate the cluster's businesses.",
 		unitWh,
-		promql("A", `quantile(0.25, linky_consumption_daily_wh{perimeter="cluster-$cluster"})`, "1d"),
-		promql("B", `quantile(0.5, linky_consumption_daily_wh{perimeter="cluster-$cluster"})`, "1d"),
-		promql("C", `quantile(0.75, linky_consumption_daily_wh{perimeter="cluster-$cluster"})`, "1d")).
+		promql("A", `quantile(0.25, linky_consumption_daily_wh{perimeter="households-$cluster"})`, "1d"),
+		promql("B", `quantile(0.5, linky_consumption_daily_wh{perimeter="households-$cluster"})`, "1d"),
+		promql("C", `quantile(0.75, linky_consumption_daily_wh{perimeter="households-$cluster"})`, "1d")).
 		DrawStyle(common.GraphDrawStyleLine).Span(8).Repeat("cluster").RepeatDirection(dashboard.PanelRepeatDirectionH).MaxPerRow(3))
 
 	b.WithRow(row("Local production"))
 	b.WithPanel(daily("Daily production of the 18 producers",
-		"UC4. PV and cogeneration producers together: energy injected into the grid (A) and self-consumed on site, generation minus injection (B), stacked.",
+		"UC4. The 14 PV and 4 cogeneration producers together: energy injected into the grid (A) and self-consumed on site, generation minus injection (B), stacked. Not split by kind: the 4 cogeneration units are fewer than the 11 producers the policy requires, and a PV figure next to the total would give theirs by difference.",
 		unitWh,
 		useCase("A", UC4, "injected", "producers"),
 		useCase("B", UC4, "self_consumed", "producers")).

@@ -3,6 +3,7 @@ package dashboards_test
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestPanelQueries(t *testing.T) {
 			require.NoError(t, err)
 			dsrc := inst.(*plugin.Datasource)
 			d := load(t, spec.File)
-			vars := variables(d)
+			vars := variables(t, dsrc, d)
 			notices := 0
 			for _, p := range flatPanels(d.Panels) {
 				for _, env := range expand(p, vars) {
@@ -115,9 +116,10 @@ func TestPanelQueries(t *testing.T) {
 }
 
 // variables returns each template variable's values as a user may pick
-// them (every value of a custom list; the default of a textbox or
-// constant).
-func variables(d jsonDashboard) map[string][]string {
+// them: every value of a custom list; the default of a textbox or
+// constant; what the plugin answers a query variable, through Grafana's
+// regex (its first capture group is the value).
+func variables(t *testing.T, dsrc *plugin.Datasource, d jsonDashboard) map[string][]string {
 	out := map[string][]string{}
 	for _, v := range d.Templating.List {
 		q, _ := v.Query.(string)
@@ -126,6 +128,47 @@ func variables(d jsonDashboard) map[string][]string {
 			out[v.Name] = strings.Split(q, ",")
 		case "textbox", "constant":
 			out[v.Name] = []string{q}
+		case "query":
+			out[v.Name] = queryVariable(t, dsrc, q, v.Regex)
+			require.NotEmpty(t, out[v.Name], "variable %s offers no value", v.Name)
+		}
+	}
+	return out
+}
+
+// queryVariable runs a variable query (kind(uc)) as the frontend's
+// metricFindQuery does, through the plugin's variables resource.
+func queryVariable(t *testing.T, dsrc *plugin.Datasource, query, regex string) []string {
+	kind, uc, _ := strings.Cut(strings.TrimSuffix(query, ")"), "(")
+	path := "variables/" + kind
+	if uc != "" {
+		path += "?useCase=" + uc
+	}
+	var body []byte
+	err := dsrc.CallResource(context.Background(), &backend.CallResourceRequest{Method: "GET", Path: "variables/" + kind, URL: path},
+		backend.CallResourceResponseSenderFunc(func(r *backend.CallResourceResponse) error {
+			require.Equal(t, 200, r.Status, string(r.Body))
+			body = append(body, r.Body...)
+			return nil
+		}))
+	require.NoError(t, err)
+	var values []struct{ Text, Value string }
+	require.NoError(t, json.Unmarshal(body, &values))
+	var re *regexp.Regexp
+	if regex != "" {
+		re = regexp.MustCompile(strings.TrimSuffix(strings.TrimPrefix(regex, "/"), "/"))
+	}
+	var out []string
+	for _, v := range values {
+		switch {
+		case re == nil:
+			out = append(out, v.Value)
+		case re.NumSubexp() > 0:
+			if m := re.FindStringSubmatch(v.Value); m != nil {
+				out = append(out, m[1])
+			}
+		case re.MatchString(v.Value):
+			out = append(out, v.Value)
 		}
 	}
 	return out

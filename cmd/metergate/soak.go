@@ -289,14 +289,14 @@ func (w *soakWorkload) ingest(ctx context.Context, s *sender.Sender, model *dist
 }
 
 // query sends dashboard-like queries until ctx ends: public sums and
-// quartiles over the district and its clusters over the last 30 days,
+// quartiles over the district and its clusters' households over the last 30 days,
 // consented individual days, and a query the gate must refuse.
 func (w *soakWorkload) query(ctx context.Context, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x50a4))
 	var clusters, uc3 []string
 	for _, p := range w.reg.Perimeters {
 		switch {
-		case strings.HasPrefix(p.Name, "cluster-"):
+		case strings.HasPrefix(p.Name, "households-"): // quartiles only (registry forms)
 			clusters = append(clusters, p.Name)
 		case strings.HasPrefix(p.Name, "uc3-"):
 			uc3 = append(uc3, p.Name)

@@ -3,7 +3,9 @@ package district
 import (
 	"time"
 
+	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 )
 
@@ -92,17 +94,39 @@ func perimeters(r *registry.Registry) []registry.Perimeter {
 	if !from.IsZero() {
 		from = from.AddDays(1)
 	}
+	// The district and its clusters publish sums (residential and business
+	// together); the households publish quartiles. They overlap, so each
+	// keeps to one form: the sum of a cluster's households next to the
+	// cluster's would isolate its businesses (28 to 137 meters, fewer than
+	// 101), and so would quartiles of both (docs/gate.md, forms).
+	sums, quartiles := []string{"sum"}, []string{"quartile"}
 	ps := []registry.Perimeter{{
 		Name: "confluence", Description: "Whole Confluence district, residential and business (WWF One Planet dashboard)",
 		UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
-		Select: registry.Selector{All: true}, GroupBy: []string{"cluster"},
+		Select: registry.Selector{All: true}, GroupBy: []string{"cluster"}, Forms: sums,
 	}}
+	residential := map[string]int{}
+	for _, m := range r.Meters {
+		if m.Usage == "residential" {
+			residential[m.Cluster]++
+		}
+	}
 	for _, c := range r.Clusters {
 		ps = append(ps, registry.Perimeter{
 			Name: "cluster-" + c.ID, Description: "Cluster " + c.Name,
 			UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
-			Select: registry.Selector{Clusters: []string{c.ID}},
+			Select: registry.Selector{Clusters: []string{c.ID}}, Forms: sums,
 		})
+		// A cluster with fewer households than the public threshold gets
+		// no households perimeter: the gate would refuse the registry (a
+		// Venn cell under 101), and its quartiles could never be shown.
+		if residential[c.ID] >= policy.Threshold(catalogue.Consumption, registry.Public) {
+			ps = append(ps, registry.Perimeter{
+				Name: "households-" + c.ID, Description: "Residential meters of cluster " + c.Name + ": quartiles",
+				UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
+				Select: registry.Selector{Clusters: []string{c.ID}, Usage: "residential"}, Forms: quartiles,
+			})
+		}
 	}
 	ps = append(ps, registry.Perimeter{
 		Name: "producers", Description: "The 18 low-voltage producers (PV and cogeneration): injection",

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metergate/metergate/pkg/catalogue"
+	"github.com/metergate/metergate/pkg/gate"
 	"github.com/metergate/metergate/pkg/localday"
 	"github.com/metergate/metergate/pkg/registry"
 )
@@ -324,30 +325,52 @@ func TestRolloutAndPerimeters(t *testing.T) {
 	full, err := Generate(Options{Seed: 5, Until: localday.Day{Year: 2026, Month: time.June, Day: 1}})
 	require.NoError(t, err)
 	d := localday.Day{Year: 2026, Month: time.June, Day: 1}
-	cells := map[string]int{}
-	minOf := map[string]int{}
-	for i := range full.Meters {
-		key := ""
-		threshold := 0
-		for _, p := range full.Perimeters {
-			if p.Flow != "consumption" || p.Audience == registry.Consented || !p.Select.Match(&full.Meters[i]) {
-				continue
+	// Sums and quartiles each have their Venn cells (registry forms).
+	for _, form := range []string{"sum", "quartile"} {
+		cells := map[string]int{}
+		minOf := map[string]int{}
+		for i := range full.Meters {
+			key := ""
+			threshold := 0
+			for _, p := range full.Perimeters {
+				if p.Flow != "consumption" || p.Audience == registry.Consented || !p.Publishes(form) || !p.Select.Match(&full.Meters[i]) {
+					continue
+				}
+				key += p.Name + "|"
+				th := 101
+				if p.Audience == registry.Restricted {
+					th = 11
+				}
+				if threshold == 0 || th < threshold {
+					threshold = th
+				}
 			}
-			key += p.Name + "|"
-			th := 101
-			if p.Audience == registry.Restricted {
-				th = 11
-			}
-			if threshold == 0 || th < threshold {
-				threshold = th
+			cells[key]++
+			minOf[key] = threshold
+		}
+		for key, n := range cells {
+			require.GreaterOrEqual(t, n, minOf[key], "Venn cell %q of the %s partition", key, form)
+		}
+	}
+	require.NoError(t, gate.CheckPartition(full), "the gate's own check")
+	withHouseholds := 0
+	for _, c := range full.Clusters {
+		residential := 0
+		for _, m := range full.Meters {
+			if m.Cluster == c.ID && m.Usage == "residential" {
+				residential++
 			}
 		}
-		cells[key]++
-		minOf[key] = threshold
+		p, ok := full.Perimeter("households-"+c.ID, d)
+		if !ok {
+			require.Less(t, residential, 101, "cluster %s has the households to publish quartiles", c.ID)
+			continue
+		}
+		withHouseholds++
+		require.Equal(t, residential, len(full.Members(p, d)), "households of %s", c.ID)
+		require.False(t, p.Publishes("sum"), "households publish quartiles only")
 	}
-	for key, n := range cells {
-		require.GreaterOrEqual(t, n, minOf[key], "Venn cell %q", key)
-	}
+	require.Greater(t, withHouseholds, 20)
 	for _, c := range full.Clusters {
 		p, ok := full.Perimeter("cluster-"+c.ID, d)
 		require.True(t, ok)

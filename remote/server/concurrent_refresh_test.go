@@ -50,8 +50,8 @@ func TestConcurrentRefreshesDuringIngestion(t *testing.T) {
 	queries := []string{
 		`sum(linky_consumption_daily_wh{perimeter="confluence"})`,
 		`sum by (cluster) (linky_consumption_daily_wh{perimeter="confluence"})`,
-		`quantile(0.5, linky_consumption_daily_wh{perimeter="cluster-k03"})`,
-		`quantile(0.25, linky_consumption_daily_wh{perimeter="cluster-k07"})`,
+		`quantile(0.5, linky_consumption_daily_wh{perimeter="households-k03"})`,
+		`quantile(0.25, linky_consumption_daily_wh{perimeter="households-k07"})`,
 		`sum(linky_injection_daily_wh{perimeter="producers"})`,
 		`sum(producer_generation_daily_wh{perimeter="producers"}) - sum(linky_injection_daily_wh{perimeter="producers"})`,
 	}

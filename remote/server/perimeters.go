@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/gate"
+	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 )
 
@@ -13,12 +15,15 @@ import (
 // needs around it (a building's surface and regulatory target, clusters'
 // inhabitants). It never lists meters: who is in a set stays unknown.
 type perimeterInfo struct {
-	Name        string              `json:"name"`
-	Description string              `json:"description,omitempty"`
-	UseCase     registry.UseCase    `json:"useCase"`
-	Audience    registry.Audience   `json:"audience"`
-	Flow        string              `json:"flow"`
-	GroupBy     []string            `json:"groupBy"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	UseCase     registry.UseCase  `json:"useCase"`
+	Audience    registry.Audience `json:"audience"`
+	Flow        string            `json:"flow"`
+	GroupBy     []string          `json:"groupBy"`
+	// Forms the caller may ask of the perimeter's daily data: the policy's
+	// for its audience, narrowed by the perimeter's registry forms.
+	Forms       []policy.Form       `json:"forms"`
 	Groups      map[string][]string `json:"groups,omitempty"`
 	Inhabitants int                 `json:"inhabitants,omitempty"`
 	Building    *buildingInfo       `json:"building,omitempty"`
@@ -69,6 +74,14 @@ func (s *Server) servePerimeters(w http.ResponseWriter, r *http.Request) {
 			Flow: p.Flow, GroupBy: slices.Clone(p.GroupBy), Groups: map[string][]string{}}
 		if info.GroupBy == nil {
 			info.GroupBy = []string{}
+		}
+		info.Forms = []policy.Form{}
+		if rule, ok := policy.Lookup(catalogue.Flow(p.Flow), catalogue.Daily, c.Audience); ok {
+			for _, f := range rule.Forms {
+				if p.Publishes(string(f)) {
+					info.Forms = append(info.Forms, f)
+				}
+			}
 		}
 		for _, g := range p.GroupBy {
 			if vals, ok := vis.GroupValues[g]; ok {
