@@ -26,6 +26,7 @@ import (
 	"github.com/metergate/metergate/pkg/audit"
 	"github.com/metergate/metergate/pkg/config"
 	"github.com/metergate/metergate/pkg/gate"
+	"github.com/metergate/metergate/pkg/perimeterapi"
 	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 	"github.com/metergate/metergate/pkg/store"
@@ -405,7 +406,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 	mux.HandleFunc("POST /api/v1/admin/snapshot", s.serveSnapshot)
 	mux.Handle(export.Prefix, export.NewHandler(export.Options{Gate: s.gate, Registry: s.Registry, Caller: CallerOf, Logger: s.logger.With("component", "export")}))
 	mux.HandleFunc("GET /api/v1/whoami", serveWhoami)
-	mux.HandleFunc("GET /api/v1/perimeters", s.servePerimeters)
+	mux.HandleFunc("GET "+perimeterapi.Path, s.servePerimeters)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("metergate is healthy.\n"))
