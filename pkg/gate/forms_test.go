@@ -14,22 +14,13 @@ import (
 	"github.com/metergate/metergate/pkg/registry"
 )
 
-// withPerimeters is the test district with its perimeters replaced.
+// withPerimeters is the test district with its perimeters replaced, and
+// the partition check's verdict on them.
 func withPerimeters(t *testing.T, d *gatetest.District, ps []registry.Perimeter) (*gatetest.District, error) {
 	t.Helper()
-	r := *d.Registry
-	r.Perimeters = ps
-	reg, err := registry.New(&r)
-	require.NoError(t, err)
 	out := *d
-	out.Registry = reg
-	return &out, gate.CheckPartition(reg)
-}
-
-// The west of the district: k01 and k02 without k02's last 20 meters.
-func west(d *gatetest.District) []string {
-	k02 := d.Clusters["k02"]
-	return append(append([]string{}, d.Clusters["k01"]...), k02[:len(k02)-20]...)
+	out.Registry = d.WithPerimeters(t, ps)
+	return &out, gate.CheckPartition(out.Registry)
 }
 
 // A quartile-only perimeter that leaves 20 meters of a quartile perimeter
@@ -39,7 +30,7 @@ func TestQuartileOnlyPerimeterNeedsQuartileCells(t *testing.T) {
 	d := gatetest.Build(t)
 	ps := append(gatetest.Perimeters(), registry.Perimeter{
 		Name: "west", UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
-		Select: registry.Selector{PRMs: west(d)}, Forms: []string{"quartile"},
+		Select: registry.Selector{PRMs: d.West()}, Forms: []string{"quartile"},
 	})
 	_, err := withPerimeters(t, d, ps)
 	require.Error(t, err)
@@ -59,19 +50,8 @@ func TestQuartileOnlyPerimeterNeedsQuartileCells(t *testing.T) {
 // west are published, and neither can be had in the other form.
 func TestFormsOfAPerimeter(t *testing.T) {
 	d := gatetest.Build(t)
-	var ps []registry.Perimeter
-	for _, p := range gatetest.Perimeters() {
-		if p.Name == "confluence" || p.Name == "cluster-k01" {
-			p.Forms = []string{"sum"}
-		}
-		ps = append(ps, p)
-	}
-	w := west(d)
-	ps = append(ps, registry.Perimeter{
-		Name: "west", UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
-		Select: registry.Selector{PRMs: w}, Forms: []string{"quartile"},
-	})
-	d2, err := withPerimeters(t, d, ps)
+	w := d.West()
+	d2, err := withPerimeters(t, d, d.FormsPerimeters())
 	require.NoError(t, err)
 	g, _ := newGate(t, d2, d2.Now)
 	pub := caller(registry.Public, nil)
@@ -115,18 +95,7 @@ func TestFormsOfAPerimeter(t *testing.T) {
 // audience and still shown to the public, whose partition has no b1.
 func TestQuartileCellsCountContributors(t *testing.T) {
 	d := gatetest.Build(t)
-	var ps []registry.Perimeter
-	for _, p := range gatetest.Perimeters() {
-		if p.Name == "confluence" || p.Name == "cluster-k01" {
-			p.Forms = []string{"sum"}
-		}
-		ps = append(ps, p)
-	}
-	ps = append(ps, registry.Perimeter{
-		Name: "west", UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption",
-		Select: registry.Selector{PRMs: west(d)}, Forms: []string{"quartile"},
-	})
-	d2, err := withPerimeters(t, d, ps)
+	d2, err := withPerimeters(t, d, d.FormsPerimeters())
 	require.NoError(t, err)
 	g, _ := newGate(t, d2, d2.Now)
 	q := `quantile(0.5, linky_consumption_daily_wh{perimeter="west"})`

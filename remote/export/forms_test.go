@@ -11,7 +11,6 @@ import (
 
 	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/gate/gatetest"
-	"github.com/metergate/metergate/pkg/registry"
 	"github.com/metergate/metergate/pkg/store"
 	"github.com/metergate/metergate/remote/server"
 	st "github.com/metergate/metergate/remote/server/servertest"
@@ -22,20 +21,8 @@ import (
 // asks the gate for them.
 func TestFormsOfPerimeters(t *testing.T) {
 	d := gatetest.Build(t)
-	k02 := d.Clusters["k02"]
-	west := append(append([]string{}, d.Clusters["k01"]...), k02[:len(k02)-20]...)
-	reg := *d.Registry
-	reg.Perimeters = nil
-	for _, p := range gatetest.Perimeters() {
-		if p.Name == "confluence" || p.Name == "cluster-k01" {
-			p.Forms = []string{"sum"}
-		}
-		reg.Perimeters = append(reg.Perimeters, p)
-	}
-	reg.Perimeters = append(reg.Perimeters, registry.Perimeter{Name: "west", UseCase: registry.UC4,
-		Audience: registry.Public, Flow: "consumption", Select: registry.Selector{PRMs: west}, Forms: []string{"quartile"}})
-	r, err := registry.New(&reg)
-	require.NoError(t, err)
+	west := d.West()
+	r := d.WithPerimeters(t, d.FormsPerimeters())
 	srv := st.Start(t, st.Options{
 		Registry: r,
 		Server:   server.Options{Store: districtStore{&store.Embedded{DB: d.DB}}, Now: func() time.Time { return d.Now }},

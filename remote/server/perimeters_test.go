@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metergate/metergate/pkg/gate/gatetest"
-	"github.com/metergate/metergate/pkg/registry"
 	st "github.com/metergate/metergate/remote/server/servertest"
 )
 
@@ -18,21 +17,7 @@ import (
 // perimeter: the policy's for its audience, narrowed by registry forms.
 func TestPerimeterForms(t *testing.T) {
 	d := gatetest.Build(t)
-	k02 := d.Clusters["k02"]
-	west := append(append([]string{}, d.Clusters["k01"]...), k02[:len(k02)-20]...)
-	reg := *d.Registry
-	reg.Perimeters = nil
-	for _, p := range gatetest.Perimeters() {
-		if p.Name == "confluence" || p.Name == "cluster-k01" {
-			p.Forms = []string{"sum"}
-		}
-		reg.Perimeters = append(reg.Perimeters, p)
-	}
-	reg.Perimeters = append(reg.Perimeters, registry.Perimeter{Name: "west", UseCase: registry.UC4,
-		Audience: registry.Public, Flow: "consumption", Select: registry.Selector{PRMs: west}, Forms: []string{"quartile"}})
-	r, err := registry.New(&reg)
-	require.NoError(t, err)
-	srv := st.Start(t, st.Options{Registry: r})
+	srv := st.Start(t, st.Options{Registry: d.WithPerimeters(t, d.FormsPerimeters())})
 
 	forms := func(token string) map[string][]string {
 		req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/perimeters", nil)
