@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -34,9 +36,11 @@ type exportQuerier struct {
 }
 
 type exportLine struct {
-	Metric     map[string]string `json:"metric"`
-	Values     []float64         `json:"values"`
-	Timestamps []int64           `json:"timestamps"`
+	Metric map[string]string `json:"metric"`
+	// Values are null for staleness markers, which must stay markers:
+	// decoded as 0 they would read as an index reset.
+	Values     []*float64 `json:"values"`
+	Timestamps []int64    `json:"timestamps"`
 }
 
 func (q *exportQuerier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
@@ -79,7 +83,15 @@ func (q *exportQuerier) Select(ctx context.Context, _ bool, hints *storage.Selec
 		if len(l.Values) != len(l.Timestamps) {
 			return storage.ErrSeriesSet(fmt.Errorf("engine export: %d values for %d timestamps", len(l.Values), len(l.Timestamps)))
 		}
-		b.add(labels.FromMap(l.Metric), l.Timestamps, l.Values, mint, maxt)
+		vs := make([]float64, len(l.Values))
+		for i, v := range l.Values {
+			if v == nil {
+				vs[i] = math.Float64frombits(value.StaleNaN)
+				continue
+			}
+			vs[i] = *v
+		}
+		b.add(labels.FromMap(l.Metric), l.Timestamps, vs, mint, maxt)
 	}
 	return b.set(nil)
 }
