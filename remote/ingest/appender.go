@@ -123,6 +123,12 @@ func (a *validatingAppender) refuse(ls labels.Labels, reason string, err error) 
 }
 
 func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	return a.append(ref, ls, nil, st, t, v, h, fh, opts)
+}
+
+// append is Append for a caller that may have looked ls up in the
+// validation cache already (known, nil if not).
+func (a *validatingAppender) append(ref storage.SeriesRef, ls labels.Labels, known *validSeries, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
 	// Counted before anything else: a request past the limit is refused as
 	// a whole, whatever its samples are.
 	a.refused.seen++
@@ -133,13 +139,23 @@ func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 	// A ref this appender returned belongs to a series it already validated
 	// in this request; only the timestamp needs checking again.
 	m, ok := a.validated[ref]
-	if ref == 0 || !ok {
-		var err error
-		if m, err = a.parent.valid.validate(ls); err != nil {
-			return a.refuse(ls, ReasonNotInCatalogue, err)
+	fresh := ref == 0 || !ok
+	if fresh {
+		if known == nil {
+			var err error
+			if known, err = a.parent.valid.validate(ls); err != nil {
+				return a.refuse(ls, ReasonNotInCatalogue, err)
+			}
+		}
+		m = known.metric
+		// The cache's copy of the labels: the caller's may sit in a buffer
+		// it reuses, and storage keeps the labels of a series it creates.
+		ls = known.labels
+		if ref == 0 {
+			ref = known.seriesRef()
 		}
 		if lim := a.parent.series; lim != nil {
-			h := ls.Hash()
+			h := known.hash
 			admitted, isNew := lim.Admit(a.refused.sender, h)
 			if !admitted {
 				return a.refuse(ls, ReasonSeriesLimit, fmt.Errorf("new series refused: the sender created %d new series today (write.max_new_series_per_day); existing series are still accepted", lim.Max()))
@@ -159,8 +175,11 @@ func (a *validatingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 		}
 	}
 	newRef, err := a.next.Append(ref, ls, st, t, v, nil, nil, opts)
-	if g := a.parent.wal; err == nil && g != nil && (ref == 0 || !ok) {
-		h := ls.Hash()
+	if err == nil && fresh {
+		known.appended(newRef)
+	}
+	if g := a.parent.wal; err == nil && g != nil && fresh {
+		h := known.hash
 		switch {
 		case !a.refused.shared:
 			if a.refs == nil {

@@ -1,7 +1,9 @@
 // Package ingest receives Prometheus remote-write 1.0 and 2.0 requests.
 //
-// Decoding and the status codes senders act on come from Prometheus's own
-// write handler (storage/remote); this package puts the metric catalogue and
+// The status codes senders act on come from Prometheus's own write handler
+// (storage/remote), which decodes remote-write 2.0; 1.0, the shape of every
+// live sender, is decoded in one pass without materialising the request,
+// with the same answers (v1.go). This package puts the metric catalogue and
 // the collection policy between that handler and storage, bounds the body
 // size, and turns refused series into a 400 that names them. What the
 // storage acknowledged (204, or 400 for the refused part only) is in its
@@ -11,20 +13,17 @@ package ingest
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/metergate/metergate/pkg/catalogue"
 )
@@ -120,13 +119,15 @@ func NewHandler(o Options) http.Handler {
 	}
 	app := &validatingAppendable{next: o.Storage, valid: newValidCache(), curveOK: o.CurveCollectable, needsConsent: o.CollectionNeedsConsent, metrics: m,
 		maxSamples: o.MaxSamplesPerRequest, series: o.Series, wal: o.WAL}
-	prom := remote.NewWriteHandler(slog.New(quietRetries{o.Logger.Handler()}), prometheus.NewRegistry(), app,
+	logger := slog.New(quietRetries{o.Logger.Handler()})
+	prom := remote.NewWriteHandler(logger, prometheus.NewRegistry(), app,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
-	return &handler{prom: prom, opts: o, metrics: m}
+	return &handler{prom: prom, v1: newV1Handler(app, logger), opts: o, metrics: m}
 }
 
 type handler struct {
-	prom    http.Handler
+	prom    http.Handler // Prometheus's write handler: remote-write 2.0
+	v1      http.Handler // remote-write 1.0 (v1.go)
 	opts    Options
 	metrics *metrics
 }
@@ -153,7 +154,7 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		http.Error(w, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxBodyBytes+1))
+	body, release, err := readBody(r.Body, r.ContentLength, h.opts.MaxBodyBytes)
 	if err != nil {
 		// The connection broke while the body was coming: the sender will retry.
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
@@ -162,6 +163,7 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 	if int64(len(body)) > h.opts.MaxBodyBytes {
 		h.metrics.limitHits.WithLabelValues(LimitBodyBytes).Inc()
 		http.Error(w, fmt.Sprintf("body exceeds the limit of %d bytes", h.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
+		release()
 		return
 	}
 	refused := h.write(w, r, body, true)
@@ -170,6 +172,7 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		*w = recorder{header: http.Header{}}
 		refused = h.write(w, r, body, false)
 	}
+	release() // nothing refers to the body past the write
 
 	if refused.tooMany {
 		// The appender stopped at the limit and the handler rolled back:
@@ -181,16 +184,6 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		return
 	}
 
-	if w.code < 300 && !isV2(r.Header.Get("Content-Type")) {
-		// Prometheus's 1.0 handler skips series with invalid labels (no
-		// metric name, bad UTF-8, duplicate names) and still answers 204;
-		// they never reach the appender. Count them so that the sender
-		// hears of them instead of believing them stored.
-		if n, err := countV1Samples(body); err == nil && n > refused.seen {
-			refused.addInvalid(n - refused.seen)
-			h.metrics.refused.WithLabelValues(ReasonInvalidLabels).Add(float64(n - refused.seen))
-		}
-	}
 	if len(refused.order) == 0 || w.code >= 300 {
 		return
 	}
@@ -213,63 +206,8 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 	w.body.WriteString(b.String())
 }
 
-func isV2(contentType string) bool {
-	return strings.Contains(contentType, "io.prometheus.write.v2.Request")
-}
-
-// countV1Samples counts the samples and histograms of a snappy-compressed
-// remote-write 1.0 request by walking the protobuf wire format, without
-// decoding labels.
-func countV1Samples(compressed []byte) (int, error) {
-	raw, err := snappy.Decode(nil, compressed)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	err = walk(raw, func(num protowire.Number, series []byte) error {
-		if num != 1 { // WriteRequest.timeseries
-			return nil
-		}
-		return walk(series, func(num protowire.Number, _ []byte) error {
-			if num == 2 || num == 4 { // TimeSeries.samples, TimeSeries.histograms
-				n++
-			}
-			return nil
-		})
-	})
-	return n, err
-}
-
-// walk calls f with each length-delimited field of a protobuf message.
-func walk(b []byte, f func(protowire.Number, []byte) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		if typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return protowire.ParseError(m)
-			}
-			if err := f(num, v); err != nil {
-				return err
-			}
-			n = m
-		} else {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
-// write runs the request through Prometheus's handler, alongside other
-// requests (shared) or alone.
+// write runs the request through the handler of its version, alongside
+// other requests (shared) or alone.
 func (h *handler) write(w *recorder, r *http.Request, body []byte, shared bool) *refusals {
 	ctx, refused := withRefusals(r.Context())
 	refused.sender = h.opts.Sender(r)
@@ -283,8 +221,12 @@ func (h *handler) write(w *recorder, r *http.Request, body []byte, shared bool) 
 			defer g.run.Unlock()
 		}
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	h.prom.ServeHTTP(w, r.WithContext(ctx))
+	r.Body = newRequestBody(body)
+	inner := h.prom
+	if isV1(r.Header.Get("Content-Type")) {
+		inner = h.v1
+	}
+	inner.ServeHTTP(w, r.WithContext(ctx))
 	return refused
 }
 

@@ -2,8 +2,11 @@ package ingest
 
 import (
 	"sync"
+	"sync/atomic"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/metergate/metergate/pkg/catalogue"
 )
@@ -19,38 +22,76 @@ const maxCachedSeries = 1 << 18
 // (docs/performance.md). The catalogue never changes while the server runs,
 // so a series valid once stays valid. Refused series are not remembered:
 // they are rare and each refusal is reported and counted.
+//
+// A remembered label set also passed the write handler's own checks (a
+// metric name, valid UTF-8, no repeated label name), which a cache hit
+// spares too, and it carries the storage's reference of its series, which
+// spares the TSDB its lookup by labels.
 type validCache struct {
 	mu     sync.RWMutex
-	series map[uint64]validSeries
+	series map[uint64]*validSeries
 }
 
 type validSeries struct {
-	labels labels.Labels // compared in full: a hash collision must not skip validation
+	labels labels.Labels // a copy owned by the cache, compared in full: a hash collision must not skip validation
+	hash   uint64
 	metric *catalogue.Metric
+	// ref is the storage's reference of the series at its last append, 0
+	// before. storage.AppenderV2 lets a caller pass back a reference from an
+	// earlier transaction; the TSDB looks the series up by labels when the
+	// reference is no longer in its head (series garbage-collected), and
+	// never gives a reference to another series, so a stale one costs a
+	// lookup, never a sample in the wrong series.
+	ref atomic.Uint64
 }
 
-func newValidCache() *validCache { return &validCache{series: map[uint64]validSeries{}} }
+func (s *validSeries) seriesRef() storage.SeriesRef { return storage.SeriesRef(s.ref.Load()) }
+
+// appended records the reference the storage returned for the series.
+func (s *validSeries) appended(ref storage.SeriesRef) {
+	if ref != 0 && s.ref.Load() != uint64(ref) {
+		s.ref.Store(uint64(ref))
+	}
+}
+
+func newValidCache() *validCache { return &validCache{series: map[uint64]*validSeries{}} }
+
+// lookup returns the entry of ls, or nil if ls was not found valid before.
+func (c *validCache) lookup(hash uint64, ls labels.Labels) *validSeries {
+	c.mu.RLock()
+	v := c.series[hash]
+	c.mu.RUnlock()
+	if v != nil && labels.Equal(v.labels, ls) {
+		return v
+	}
+	return nil
+}
 
 // validate is catalogue.Validate with memory.
-func (c *validCache) validate(ls labels.Labels) (*catalogue.Metric, error) {
+func (c *validCache) validate(ls labels.Labels) (*validSeries, error) {
 	h := ls.Hash()
-	c.mu.RLock()
-	v, ok := c.series[h]
-	c.mu.RUnlock()
-	if ok && labels.Equal(v.labels, ls) {
-		return v.metric, nil
+	if v := c.lookup(h, ls); v != nil {
+		return v, nil
 	}
 	m, err := catalogue.Validate(ls)
 	if err != nil {
 		return nil, err
 	}
+	v := &validSeries{labels: ls, hash: h, metric: m}
+	if !ls.Has(labels.MetricName) || !ls.IsValid(model.UTF8Validation) {
+		return v, nil // valid for the catalogue, but not to be remembered as passing the handler's checks
+	}
+	if _, dup := ls.HasDuplicateLabelNames(); dup {
+		return v, nil
+	}
+	// The labels may live in a decoder's scratch buffer reused for the next
+	// series: keep a copy.
+	v.labels = ls.Copy()
 	c.mu.Lock()
 	if len(c.series) >= maxCachedSeries {
 		clear(c.series)
 	}
-	// The handler's labels live in a scratch buffer reused for the next
-	// series: keep a copy.
-	c.series[h] = validSeries{labels: ls.Copy(), metric: m}
+	c.series[h] = v
 	c.mu.Unlock()
-	return m, nil
+	return v, nil
 }
