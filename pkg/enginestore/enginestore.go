@@ -169,6 +169,7 @@ func (o *Options) headers() map[string]string {
 type Store struct {
 	storage.Queryable
 	queue *Queue
+	query *Evaluator
 }
 
 // Open checks the options, opens the forward queue (resuming the batches
@@ -200,12 +201,20 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 	if err != nil {
 		return nil, err
 	}
+	raw, err := newQueryAPIQueryable(o.ReadURL, rt, o.Timeout, labelsAPI)
+	if err != nil {
+		return nil, err
+	}
 	queue, err := OpenQueue(o, logger.With("component", "forward"), reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Queryable: q, queue: queue}, nil
+	return &Store{Queryable: q, queue: queue, query: newEvaluator(o, rt, raw)}, nil
 }
+
+// Evaluator is the engine's query API, through which the gate has the
+// engine compute what it publishes (docs/scaling.md).
+func (s *Store) Evaluator() *Evaluator { return s.query }
 
 // AppenderV2 collects a request's samples; Commit returns once the batch is
 // on disk in the forward queue.
