@@ -23,11 +23,13 @@ type readCache struct {
 	mu      sync.Mutex
 	reg     *registry.Registry     // the snapshot the entries were computed from
 	daily   map[string]cachedDaily // by index register: the last days read
+	dense   map[string]cachedDense // the same, by meter position (the aggregate path)
 	members map[string][]string
 	grouped map[string]map[string]groupLabels // by clause → RMP → its group
 	// evaluated holds the groups of contributing RMPs of a perimeter on a
 	// day (dayEval.groups), shared by the aggregations of that perimeter.
 	evaluated map[groupsKey][]*evalGroup
+	same      map[sameKey][]*evalGroup // groups by their RMPs (sameGroup)
 }
 
 type groupLabels struct {
@@ -53,6 +55,11 @@ type cachedDaily struct {
 	v   dailyValues
 }
 
+type cachedDense struct {
+	key string
+	v   *denseDaily
+}
+
 type readCacheKey struct{}
 
 // WithReadCache returns a context under which Exec reuses raw daily
@@ -72,7 +79,7 @@ func cacheOf(ctx context.Context, reg *registry.Registry) *readCache {
 	if c.reg != reg {
 		c.reg = reg
 		c.daily, c.members, c.grouped = map[string]cachedDaily{}, map[string][]string{}, map[string]map[string]groupLabels{}
-		c.evaluated = map[groupsKey][]*evalGroup{}
+		c.evaluated, c.dense, c.same = map[groupsKey][]*evalGroup{}, map[string]cachedDense{}, map[sameKey][]*evalGroup{}
 	}
 	return c
 }
@@ -106,6 +113,32 @@ func (g *Gate) readDailyCached(ctx context.Context, reg *registry.Registry, src 
 	c.mu.Lock()
 	c.daily[src] = cachedDaily{key: k, v: v}
 	c.mu.Unlock()
+	return v, nil
+}
+
+// readDenseCached reads daily energies by meter position, through the
+// cache when there is one (one entry per register, as readDailyCached).
+func (g *Gate) readDenseCached(ctx context.Context, s *snapshot, src string, days []localday.Day) (*denseDaily, error) {
+	c := cacheOf(ctx, s.reg)
+	k := daysKey(src, days)
+	if c != nil {
+		c.mu.Lock()
+		e, ok := c.dense[src]
+		c.mu.Unlock()
+		if ok && e.key == k {
+			return e.v, nil
+		}
+	}
+	r, err := readIndex(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+	if err != nil {
+		return nil, err
+	}
+	v := s.dense(r, days)
+	if c != nil {
+		c.mu.Lock()
+		c.dense[src] = cachedDense{key: k, v: v}
+		c.mu.Unlock()
+	}
 	return v, nil
 }
 

@@ -29,9 +29,58 @@ type dailyValues map[localday.Day]map[string]float64
 // reading is missing, when its series disagree about a reading, or when the
 // index went down (meter replaced): absent, never zero.
 func readDaily(ctx context.Context, q storage.Queryable, source string, days []localday.Day, tolerance time.Duration) (dailyValues, error) {
+	r, err := readIndex(ctx, q, source, days, tolerance)
+	if err != nil {
+		return nil, err
+	}
 	out := make(dailyValues, len(days))
+	for _, d := range days {
+		vals := map[string]float64{}
+		from, to := r.span(d)
+		for rmp, rd := range r.readings {
+			if v, ok := r.energy(rd, from, to); ok {
+				vals[rmp] = v
+			}
+		}
+		out[d] = vals
+	}
+	return out, nil
+}
+
+// indexRead is every RMP's index at the local midnights around some days.
+type indexRead struct {
+	midnights []int64              // increasing
+	readings  map[string][]float64 // rmp → index at each midnight; NaN unknown, conflict disagreeing
+}
+
+// conflict marks a reading on which two series of one RMP disagree.
+var conflict = math.Inf(-1)
+
+// span returns the positions in midnights of the midnights opening and
+// closing day d.
+func (r *indexRead) span(d localday.Day) (int, int) {
+	from, _ := slices.BinarySearch(r.midnights, timestamp.FromTime(d.Start()))
+	to, _ := slices.BinarySearch(r.midnights, timestamp.FromTime(d.End()))
+	return from, to
+}
+
+// energy is the daily energy between the readings at from and to, and
+// false when the RMP contributes nothing: a reading missing or in
+// conflict, or the index going down (meter replaced).
+func (*indexRead) energy(r []float64, from, to int) (float64, bool) {
+	a, b := r[from], r[to]
+	if math.IsNaN(a) || math.IsNaN(b) || a == conflict || b == conflict || b < a {
+		return 0, false
+	}
+	return b - a, true
+}
+
+// readIndex reads the index register source at the midnights opening and
+// closing each of days: a reading at midnight M is the last sample in
+// (M-tolerance, M].
+func readIndex(ctx context.Context, q storage.Queryable, source string, days []localday.Day, tolerance time.Duration) (*indexRead, error) {
 	if len(days) == 0 {
-		return out, nil
+		return &indexRead{readings: map[string][]float64{}}, nil
 	}
 	// The midnights to read, in increasing order.
 	var midnights []int64
@@ -55,9 +104,9 @@ func readDaily(ctx context.Context, q storage.Queryable, source string, days []l
 	set := querier.Select(ctx, false, hints, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, source))
 
 	// readings[rmp][i] is the index at midnights[i]; NaN when unknown.
-	conflict := math.Inf(-1) // two series of one RMP disagree
 	readings := map[string][]float64{}
 	var it chunkenc.Iterator
+	got := make([]float64, len(midnights))
 	for set.Next() {
 		s := set.At()
 		rmp := s.Labels().Get(catalogue.LabelRMP)
@@ -73,7 +122,6 @@ func readDaily(ctx context.Context, q storage.Queryable, source string, days []l
 			readings[rmp] = r
 		}
 		it = s.Iterator(it)
-		got := make([]float64, len(midnights))
 		for i := range got {
 			got[i] = math.NaN()
 		}
@@ -115,18 +163,5 @@ func readDaily(ctx context.Context, q storage.Queryable, source string, days []l
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for _, d := range days {
-		from, _ := slices.BinarySearch(midnights, timestamp.FromTime(d.Start()))
-		to, _ := slices.BinarySearch(midnights, timestamp.FromTime(d.End()))
-		vals := map[string]float64{}
-		for rmp, r := range readings {
-			a, b := r[from], r[to]
-			if math.IsNaN(a) || math.IsNaN(b) || a == conflict || b == conflict || b < a {
-				continue
-			}
-			vals[rmp] = b - a
-		}
-		out[d] = vals
-	}
-	return out, nil
+	return &indexRead{midnights: midnights, readings: readings}, nil
 }

@@ -45,8 +45,8 @@ type dayEval struct {
 	reg       *registry.Registry
 	audience  registry.Audience
 	day       localday.Day
-	daily     map[string]dailyValues // by source index metric
-	reads     map[string]string      // by source: which read of the cache daily is
+	snap      *snapshot
+	daily     map[string]*denseDaily // by source index metric
 	setSizes  []int
 	minSet    int
 	hidden    []string // rules of suppressed points
@@ -145,14 +145,14 @@ func (e *dayEval) leaf(l *leaf) vec {
 	t := fam.threshold()
 	cells := e.g.cells(e.reg, fam, e.day)
 	for _, gr := range groups {
-		k, n := gr.key, len(gr.prms)
+		k, n := gr.key, len(gr.meters)
 		e.setSizes = append(e.setSizes, n)
 		if n < t {
 			e.hidden = append(e.hidden, ruleSetSize)
 			out.hidden[k] = gr.lbls
 			continue
 		}
-		if gr.smallCell(cells, t) {
+		if gr.smallCell(e.snap, cells, t) {
 			e.hidden = append(e.hidden, ruleCell)
 			out.hidden[k] = gr.lbls
 			continue
@@ -196,6 +196,19 @@ func (e *dayEval) groupOf(prm string, by []string) (labels.Labels, string) {
 		}
 	}
 	m, _ := e.reg.Meter(prm)
+	lbls, key := groupLabelsOf(m, by)
+	g := groupLabels{lbls, key}
+	if memo != nil {
+		e.cache.mu.Lock()
+		memo[prm] = g
+		e.cache.mu.Unlock()
+	}
+	return g.lbls, g.key
+}
+
+// groupLabelsOf returns the group labels of meter m for a by clause, from
+// the registry, and their key.
+func groupLabelsOf(m *registry.Meter, by []string) (labels.Labels, string) {
 	b := labels.NewScratchBuilder(len(by))
 	for _, name := range by {
 		if lv := meterLabel(m, name); lv != "" {
@@ -204,13 +217,7 @@ func (e *dayEval) groupOf(prm string, by []string) (labels.Labels, string) {
 	}
 	b.Sort()
 	lbls := b.Labels()
-	g := groupLabels{lbls, lbls.String()}
-	if memo != nil {
-		e.cache.mu.Lock()
-		memo[prm] = g
-		e.cache.mu.Unlock()
-	}
-	return g.lbls, g.key
+	return lbls, lbls.String()
 }
 
 // smallCell reports whether some Venn cell holds some but fewer than t of

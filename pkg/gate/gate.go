@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -69,6 +70,7 @@ type Gate struct {
 	mu        sync.Mutex
 	cacheReg  *registry.Registry
 	cellCache map[string]*cells
+	snap      *snapshot // of cacheReg's successor: see snapshotOf
 }
 
 // New checks the options and builds a gate.
@@ -345,14 +347,14 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	if err != nil {
 		return nil, err
 	}
-	daily := map[string]dailyValues{}
-	reads := map[string]string{}
+	snap := g.snapshotOf(reg)
+	daily := map[string]*denseDaily{}
 	for _, src := range sources(p.leaves) {
-		v, err := g.readDailyCached(ctx, reg, src, days)
+		v, err := g.readDenseCached(ctx, snap, src, days)
 		if err != nil {
 			return nil, err
 		}
-		daily[src], reads[src] = v, daysKey(src, days)
+		daily[src] = v
 	}
 	dom := g.o.Dominance
 	if dom < 0 {
@@ -362,7 +364,7 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	series := map[string]*promql.Series{}
 	var vector promql.Vector
 	for i, d := range days {
-		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, daily: daily, reads: reads, dominance: dom, cache: cacheOf(ctx, reg)}
+		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, snap: snap, daily: daily, dominance: dom, cache: cacheOf(ctx, reg)}
 		v := e.eval(root)
 		rec.SetSizes = append(rec.SetSizes, e.setSizes...)
 		rec.Suppressed = append(rec.Suppressed, e.hidden...)
@@ -520,10 +522,12 @@ func (g *Gate) run(ctx context.Context, q storage.Queryable, qs string, start, e
 // cells returns the Venn partition of family f on day d, cached per
 // registry snapshot and set of valid perimeter versions.
 func (g *Gate) cells(r *registry.Registry, f family, d localday.Day) *cells {
-	key := fmt.Sprintf("%s/%s/%s/", f.audience, f.flow, f.form)
+	// Every aggregate of every day asks: build the key without fmt.
+	key := make([]byte, 0, 64)
+	key = append(append(append(append(append(append(key, f.audience...), '/'), f.flow...), '/'), f.form...), '/')
 	for i := range r.Perimeters {
 		if f.has(&r.Perimeters[i]) && r.Perimeters[i].ValidOn(d) {
-			key += fmt.Sprintf("%d,", i)
+			key = append(strconv.AppendInt(key, int64(i), 10), ',')
 		}
 	}
 	g.mu.Lock()
@@ -531,10 +535,10 @@ func (g *Gate) cells(r *registry.Registry, f family, d localday.Day) *cells {
 	if g.cacheReg != r {
 		g.cacheReg, g.cellCache = r, map[string]*cells{}
 	}
-	c, ok := g.cellCache[key]
+	c, ok := g.cellCache[string(key)]
 	if !ok {
 		c = partition(r, f, d)
-		g.cellCache[key] = c
+		g.cellCache[string(key)] = c
 	}
 	return c
 }

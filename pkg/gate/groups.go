@@ -1,8 +1,9 @@
 package gate
 
 import (
+	"hash/fnv"
+	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -20,7 +21,7 @@ import (
 type evalGroup struct {
 	lbls    labels.Labels
 	key     string
-	prms    []string
+	meters  []int32 // contributing meters, by position in the snapshot
 	sum     float64 // added in the registry's order of members
 	largest float64
 	sorted  []float64
@@ -35,9 +36,10 @@ type cellVerdict struct {
 	small     bool
 }
 
-// smallCell is smallCell(c, g.prms, t), remembered per partition: the
-// verdict depends only on the group's RMPs, the partition and the threshold.
-func (g *evalGroup) smallCell(c *cells, t int) bool {
+// smallCell is smallCell(c, prms, t) for the group's RMPs, remembered per
+// partition: the verdict depends only on the group's RMPs, the partition
+// and the threshold.
+func (g *evalGroup) smallCell(s *snapshot, c *cells, t int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, v := range g.verdict {
@@ -45,25 +47,27 @@ func (g *evalGroup) smallCell(c *cells, t int) bool {
 			return v.small
 		}
 	}
-	small := smallCell(c, g.prms, t)
+	small := smallCellOf(s.cellsOf(c), len(c.names), g.meters, t)
 	g.verdict = append(g.verdict, cellVerdict{c, t, small})
 	return small
 }
 
 // groupsKey says what the groups of a day were computed from.
 type groupsKey struct {
-	p    *registry.Perimeter // a version of the cache's registry snapshot
-	day  localday.Day
-	read string // the read of the index register (daysKey)
-	by   string
+	p     *registry.Perimeter // a version of the snapshot's registry
+	day   localday.Day
+	daily *denseDaily // the read of the index register
+	by    string
 }
 
 // groups splits the contributing members of perimeter version p on the
 // day into the groups of l's by clause, sorted by key.
 func (e *dayEval) groups(p *registry.Perimeter, l *leaf) []*evalGroup {
+	dd := e.daily[l.metric.DerivedFrom]
+	gi := e.snap.groups(l.by)
 	var key groupsKey
 	if e.cache != nil {
-		key = groupsKey{p: p, day: e.day, read: e.reads[l.metric.DerivedFrom], by: strings.Join(l.by, "\xff")}
+		key = groupsKey{p: p, day: e.day, daily: dd, by: joinBy(l.by)}
 		e.cache.mu.Lock()
 		gs, ok := e.cache.evaluated[key]
 		e.cache.mu.Unlock()
@@ -71,28 +75,45 @@ func (e *dayEval) groups(p *registry.Perimeter, l *leaf) []*evalGroup {
 			return gs
 		}
 	}
-	vals := e.daily[l.metric.DerivedFrom][e.day]
-	byKey := map[string]*evalGroup{}
+	vals, has := dd.day(e.day)
 	var out []*evalGroup
-	for _, prm := range members(e.cache, e.reg, p, e.day) {
-		v, ok := vals[prm]
-		if !ok {
-			continue // registered but not contributing
+	if vals != nil {
+		members := e.snap.members(p, e.day)
+		// Two passes, so that each group's slices are allocated once.
+		count := make([]int32, len(gi.keys))
+		for _, i := range members {
+			if has[i] {
+				count[gi.of[i]]++
+			}
 		}
-		lbls, k := e.groupOf(prm, l.by)
-		gr := byKey[k]
-		if gr == nil {
-			gr = &evalGroup{lbls: lbls, key: k}
-			byKey[k] = gr
-			out = append(out, gr)
+		byID := make([]*evalGroup, len(gi.keys))
+		for _, i := range members {
+			if !has[i] {
+				continue // registered but not contributing
+			}
+			v := vals[i]
+			id := gi.of[i]
+			gr := byID[id]
+			if gr == nil {
+				gr = &evalGroup{lbls: gi.lbls[id], key: gi.keys[id], meters: make([]int32, 0, count[id]), sorted: make([]float64, 0, count[id])}
+				byID[id] = gr
+				out = append(out, gr)
+			}
+			gr.meters = append(gr.meters, i)
+			gr.sorted = append(gr.sorted, v)
+			gr.sum += v
+			gr.largest = max(gr.largest, v)
 		}
-		gr.prms = append(gr.prms, prm)
-		gr.sorted = append(gr.sorted, v)
-		gr.sum += v
-		gr.largest = max(gr.largest, v)
 	}
-	for _, gr := range out {
+	for k, gr := range out {
+		// The same RMPs are often a group of several perimeters (a
+		// cluster, and the district's group of that cluster): sort once.
+		if same := e.cache.sameGroup(e.day, dd, gr, false); same != nil {
+			out[k] = &evalGroup{lbls: gr.lbls, key: gr.key, meters: same.meters, sum: same.sum, largest: same.largest, sorted: same.sorted}
+			continue
+		}
 		sort.Float64s(gr.sorted)
+		e.cache.sameGroup(e.day, dd, gr, true)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
 	if e.cache != nil {
@@ -101,4 +122,49 @@ func (e *dayEval) groups(p *registry.Perimeter, l *leaf) []*evalGroup {
 		e.cache.mu.Unlock()
 	}
 	return out
+}
+
+func joinBy(by []string) string {
+	k := ""
+	for _, b := range by {
+		k += b + "\xff"
+	}
+	return k
+}
+
+// sameKey finds groups of the same RMPs on the same day of the same read.
+type sameKey struct {
+	day   localday.Day
+	daily *denseDaily
+	n     int
+	hash  uint64
+}
+
+// sameGroup returns a group already computed from exactly gr's meters
+// (same day, same read, same meters in the same order: the same sum,
+// largest value and sorted values), or nil; with remember, it remembers
+// gr, whose values are sorted, for the next. Without a cache it does
+// nothing.
+func (c *readCache) sameGroup(d localday.Day, dd *denseDaily, gr *evalGroup, remember bool) *evalGroup {
+	if c == nil {
+		return nil
+	}
+	h := fnv.New64a()
+	var b [4]byte
+	for _, i := range gr.meters {
+		b[0], b[1], b[2], b[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		h.Write(b[:])
+	}
+	k := sameKey{d, dd, len(gr.meters), h.Sum64()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, o := range c.same[k] {
+		if slices.Equal(o.meters, gr.meters) {
+			return o
+		}
+	}
+	if remember {
+		c.same[k] = append(c.same[k], gr)
+	}
+	return nil
 }

@@ -57,8 +57,38 @@ func (d Day) AddDays(n int) Day {
 	return Of(time.Date(d.Year, d.Month, d.Day+n, 12, 0, 0, 0, Paris))
 }
 
-// Before reports whether d is an earlier day than e.
-func (d Day) Before(e Day) bool { return d.Start().Before(e.Start()) }
+// Before reports whether d is an earlier day than e. Days made by Of,
+// Parse and AddDays are normalised dates, which compare field by field;
+// anything else (the zero Day, a literal such as March 32) is compared as
+// the instants it stands for. The registry asks this for every meter of a
+// perimeter on every day a query covers, so it must not build times.
+func (d Day) Before(e Day) bool {
+	if d.valid() && e.valid() {
+		if d.Year != e.Year {
+			return d.Year < e.Year
+		}
+		if d.Month != e.Month {
+			return d.Month < e.Month
+		}
+		return d.Day < e.Day
+	}
+	return d.Start().Before(e.Start())
+}
+
+// valid reports whether d is a normalised date.
+func (d Day) valid() bool {
+	if d.Month < time.January || d.Month > time.December || d.Day < 1 {
+		return false
+	}
+	switch d.Month {
+	case time.February:
+		leap := d.Year%4 == 0 && (d.Year%100 != 0 || d.Year%400 == 0)
+		return d.Day <= 28 || d.Day == 29 && leap
+	case time.April, time.June, time.September, time.November:
+		return d.Day <= 30
+	}
+	return d.Day <= 31
+}
 
 // After reports whether d is a later day than e.
 func (d Day) After(e Day) bool { return e.Before(d) }

@@ -36,3 +36,24 @@ func TestArithmetic(t *testing.T) {
 	require.Equal(t, "2025-10-25", LastPublishable(time.Date(2025, 10, 27, 0, 0, 0, 0, Paris)).String())
 	require.Equal(t, "2025-10-24", LastPublishable(time.Date(2025, 10, 26, 23, 59, 0, 0, Paris)).String())
 }
+
+// Before compares normalised days field by field and anything else as the
+// instants it stands for; both must agree with comparing the instants.
+func TestBeforeAgreesWithInstants(t *testing.T) {
+	var days []Day
+	for d := (Day{2023, time.December, 25}); d.Before(Day{2025, time.March, 5}); d = d.AddDays(1) {
+		days = append(days, d)
+	}
+	days = append(days, Day{}, Day{2024, time.February, 30}, Day{2023, time.February, 29}, Day{2024, time.March, 0},
+		Day{2024, time.April, 31}, Day{2024, time.December, 32}, Day{2024, 13, 1})
+	for _, a := range days {
+		for _, b := range []Day{days[0], days[66], days[67], days[68], days[400], {}, {2024, time.February, 30}, {2024, time.March, 1}} {
+			if got, want := a.Before(b), a.Start().Before(b.Start()); got != want {
+				t.Fatalf("%+v.Before(%+v) = %v, want %v", a, b, got, want)
+			}
+		}
+	}
+	if !(Day{2024, time.February, 29}).valid() || (Day{2023, time.February, 29}).valid() || (Day{1900, time.February, 29}).valid() || !(Day{2000, time.February, 29}).valid() {
+		t.Fatal("leap years")
+	}
+}

@@ -221,19 +221,49 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 	if s.Nature == catalogue.Curve {
 		size = curveSlice
 	}
+	var spans [][2]localday.Day
 	for from := s.From; !from.After(s.To); from = from.AddDays(size) {
 		to := from.AddDays(size - 1)
 		if to.After(s.To) {
 			to = s.To
 		}
+		spans = append(spans, [2]localday.Day{from, to})
+	}
+	qs := sl.queries()
+	// With a gate that answers a slice in one batch, the next slice is
+	// evaluated while this one is turned into rows and written: reading
+	// storage and evaluating the policy use the second core instead of
+	// waiting for each other. At most two slices are in memory, and each
+	// slice's rows still leave only once its own audit records are durable.
+	_, pipelined := e.Gate.(Batcher)
+	ctx, cancel := context.WithCancel(ctx)
+	var pending <-chan answer
+	defer func() {
+		cancel()
+		if pending != nil {
+			<-pending // no gate work outlives the export
+		}
+	}()
+	for i, r := range spans {
 		if err := ctx.Err(); err != nil {
 			return rw.rows, err
 		}
-		// The queries of a slice read the same registers and members: the
-		// gate reads them once. A new cache per slice keeps memory to one
-		// slice, whatever the range.
-		if err := sl.slice(gate.WithReadCache(ctx), rw, from, to); err != nil {
-			return rw.rows, fmt.Errorf("exporting %s to %s: %w", from, to, err)
+		var a answer
+		if pending != nil {
+			a, pending = <-pending, nil
+		} else {
+			a = sl.evaluate(ctx, qs, r)
+		}
+		if a.err != nil {
+			return rw.rows, fmt.Errorf("exporting %s to %s: %w", r[0], r[1], a.err)
+		}
+		if pipelined && i+1 < len(spans) {
+			ch := make(chan answer, 1)
+			go func(r [2]localday.Day) { ch <- sl.evaluate(ctx, qs, r) }(spans[i+1])
+			pending = ch
+		}
+		if err := sl.write(rw, r[0], r[1], qs, a.res); err != nil {
+			return rw.rows, fmt.Errorf("exporting %s to %s: %w", r[0], r[1], err)
 		}
 		if err := rw.flush(); err != nil {
 			return rw.rows, fmt.Errorf("writing: %w", err)
@@ -245,6 +275,20 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 		}
 	}
 	return rw.rows, nil
+}
+
+// answer is what the gate said about the queries of one slice.
+type answer struct {
+	res []*gate.Result
+	err error
+}
+
+// evaluate asks the gate the queries of one slice. The queries of a slice
+// read the same registers and members: the gate reads them once. A new
+// cache per slice keeps memory to one slice, whatever the range.
+func (sl *slicer) evaluate(ctx context.Context, qs []query, r [2]localday.Day) answer {
+	res, err := sl.exec(gate.WithReadCache(ctx), qs, r[0], r[1])
+	return answer{res, err}
 }
 
 // slicer evaluates one slice of days at a time. seen remembers the series
@@ -360,7 +404,9 @@ func (sl *slicer) exec(ctx context.Context, qs []query, from, to localday.Day) (
 	return out, nil
 }
 
-func (sl *slicer) slice(ctx context.Context, rw *rowWriter, from, to localday.Day) error {
+// queries lists the gate queries of every slice: every form of every
+// perimeter and grouping.
+func (sl *slicer) queries() []query {
 	var qs []query
 	for _, p := range sl.ps {
 		groupings := [][]string{nil}
@@ -377,10 +423,11 @@ func (sl *slicer) slice(ctx context.Context, rw *rowWriter, from, to localday.Da
 			}
 		}
 	}
-	results, err := sl.exec(ctx, qs, from, to)
-	if err != nil {
-		return err
-	}
+	return qs
+}
+
+// write turns the answers of one slice into rows and writes them.
+func (sl *slicer) write(rw *rowWriter, from, to localday.Day, qs []query, results []*gate.Result) error {
 	rows := map[string]*row{} // t, perimeter, key
 	for i, q := range qs {
 		p, by, fi, res := q.p, q.by, q.form, results[i]
