@@ -18,7 +18,7 @@ import (
 // VictoriaMetrics 1.79.5 on this machine and prints one table of ratios
 // (docs/performance.md). It starts every receiver itself, metergate
 // included (this very binary, `metergate serve`).
-func benchCmd(ctx context.Context, args []string) error {
+func benchCmd(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	work := fs.String("work", filepath.Join(os.TempDir(), "metergate-bench"), "working directory: binaries, payloads, data directories, results")
 	rwbenchDir := fs.String("rwbench", "../shared/tools/rwbench", "source directory of rwbench, built with `go build` at run time")
@@ -36,8 +36,22 @@ func benchCmd(ctx context.Context, args []string) error {
 	blocks := fs.String("block-durations", store.DefaultBlockDuration.String(), "metergate head block ranges to run, comma-separated (e.g. 2h,24h,96h)")
 	idle := fs.Duration("idle", 2*time.Second, "a receiver below 4% of a core for this long has settled")
 	decode := fs.Bool("decode", true, "run rwbench's decode-only benchmark for the decode-limit column")
+	exportDays := fs.Int("export-days", 365, "days of daily data exported (-modes export)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// -modes export is a comparison of its own (bench_export.go), run after
+	// the others.
+	if rest, export := withoutExport(splitList(*modes)); export {
+		if len(rest) == 0 {
+			return runExportBench(ctx, *work, *vm, *exportDays, *reps)
+		}
+		*modes = strings.Join(rest, ",")
+		defer func() {
+			if err == nil {
+				err = runExportBench(ctx, *work, *vm, *exportDays, *reps)
+			}
+		}()
 	}
 	exe, err := os.Executable()
 	if err != nil {
