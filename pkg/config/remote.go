@@ -12,6 +12,16 @@ const (
 	EngineRemote   = "remote"   // an existing engine, see docs/scaling.md
 )
 
+// Who evaluates the gate's aggregates over a remote engine.
+const (
+	// EvaluateEngine: the engine computes daily energies, set sizes, cell
+	// counts, sums, maxima and quartiles through its query API (default).
+	EvaluateEngine = "engine"
+	// EvaluateGate: the gate reads raw samples (read_protocol) and
+	// computes them itself.
+	EvaluateGate = "gate"
+)
+
 // RemoteStorage says where the engine is when storage.engine is remote.
 // The kinds, URLs and tenants are documented in docs/scaling.md;
 // pkg/enginestore checks them.
@@ -33,6 +43,9 @@ type RemoteStorage struct {
 	Concurrency   int            `yaml:"concurrency,omitempty"`
 	MinBackoff    model.Duration `yaml:"min_backoff,omitempty"`
 	MaxBackoff    model.Duration `yaml:"max_backoff,omitempty"`
+
+	// Evaluate is engine (default) or gate: see EvaluateEngine.
+	Evaluate string `yaml:"evaluate,omitempty"`
 }
 
 func (s *Storage) validateEngine() error {
@@ -46,6 +59,11 @@ func (s *Storage) validateEngine() error {
 	r := s.Remote
 	if r.Kind == "" || r.WriteURL == "" || r.ReadURL == "" {
 		return fmt.Errorf("storage: a remote engine needs remote.kind, remote.write_url and remote.read_url")
+	}
+	switch r.Evaluate {
+	case "", EvaluateEngine, EvaluateGate:
+	default:
+		return fmt.Errorf("storage: remote.evaluate must be engine or gate, not %q", r.Evaluate)
 	}
 	if r.QueueMaxBytes < 0 || r.Concurrency < 0 || r.Timeout < 0 || r.MinBackoff < 0 || r.MaxBackoff < 0 {
 		return fmt.Errorf("storage: remote limits must not be negative")

@@ -27,6 +27,9 @@ type consentQueryable struct {
 	allowed   map[string]map[string]bool // perimeter → consented RMPs
 	limit     int64                      // last readable timestamp (ms)
 	tolerance time.Duration
+	// push, when set, has the engine compute the daily energies and
+	// select the consented RMPs' series (Options.Pushdown).
+	push *pushdown
 }
 
 func (q *consentQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -75,7 +78,7 @@ func (cq *consentQuerier) Select(ctx context.Context, sortSeries bool, hints *st
 		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
 	}
 	if metric.DerivedFrom != "" {
-		return cq.daily(ctx, metric, take, mint, maxt)
+		return cq.daily(ctx, metric, allowed, take, mint, maxt)
 	}
 	inner, err := cq.q.base.Querier(mint, maxt)
 	if err != nil {
@@ -87,13 +90,23 @@ func (cq *consentQuerier) Select(ctx context.Context, sortSeries bool, hints *st
 		hc.Start, hc.End = mint, maxt
 		h = &hc
 	}
-	set := inner.Select(ctx, sortSeries, h, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)}
+	if cq.q.push != nil {
+		// The engine sends only the consented RMPs' series.
+		prms := allowedList(allowed, take)
+		if len(prms) == 0 {
+			_ = inner.Close()
+			return storage.EmptySeriesSet()
+		}
+		sel = append(sel, labels.MustNewMatcher(labels.MatchRegexp, catalogue.LabelRMP, alternation(prms)))
+	}
+	set := inner.Select(ctx, sortSeries, h, sel...)
 	return &closingSet{SeriesSet: &filterSet{SeriesSet: set, take: take}, close: inner.Close}
 }
 
 // daily serves a derived daily metric: one sample per day, stamped at the
 // local midnight closing it, for consented RMPs.
-func (cq *consentQuerier) daily(ctx context.Context, m *catalogue.Metric, take func(string) bool, mint, maxt int64) storage.SeriesSet {
+func (cq *consentQuerier) daily(ctx context.Context, m *catalogue.Metric, allowed map[string]bool, take func(string) bool, mint, maxt int64) storage.SeriesSet {
 	var days []localday.Day
 	for d := localday.Of(timestamp.Time(mint)).AddDays(-1); ; d = d.AddDays(1) {
 		end := timestamp.FromTime(d.End())
@@ -104,7 +117,13 @@ func (cq *consentQuerier) daily(ctx context.Context, m *catalogue.Metric, take f
 			days = append(days, d)
 		}
 	}
-	vals, err := readDaily(ctx, cq.q.base, m.DerivedFrom, days, cq.q.tolerance)
+	var vals dailyValues
+	var err error
+	if cq.q.push != nil {
+		vals, err = cq.q.push.daily(ctx, m.DerivedFrom, days, allowedList(allowed, take))
+	} else {
+		vals, err = readDaily(ctx, cq.q.base, m.DerivedFrom, days, cq.q.tolerance)
+	}
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
@@ -126,6 +145,18 @@ func (cq *consentQuerier) daily(ctx context.Context, m *catalogue.Metric, take f
 		series = append(series, storage.NewListSeries(labels.FromStrings(labels.MetricName, m.Name, catalogue.LabelRMP, prm), perRMP[prm]))
 	}
 	return &listSet{series: series}
+}
+
+// allowedList lists the RMPs of allowed that take keeps, sorted.
+func allowedList(allowed map[string]bool, take func(string) bool) []string {
+	var out []string
+	for prm := range allowed {
+		if take(prm) {
+			out = append(out, prm)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 type filterSet struct {

@@ -52,6 +52,10 @@ type dayEval struct {
 	hidden    []string // rules of suppressed points
 	dominance float64
 	cache     *readCache // nil: none
+	// pushed holds the engine's figures (Options.Pushdown) by leaf and
+	// by position of the day among the evaluated ones; nil: computed here.
+	pushed   map[*leaf][][]*pushedGroup
+	dayIndex int
 }
 
 func (e *dayEval) eval(n node) vec {
@@ -145,14 +149,14 @@ func (e *dayEval) leaf(l *leaf) vec {
 	t := fam.threshold()
 	cells := e.g.cells(e.reg, fam, e.day)
 	for _, gr := range groups {
-		k, n := gr.key, len(gr.meters)
+		k, n := gr.key, gr.size()
 		e.setSizes = append(e.setSizes, n)
 		if n < t {
 			e.hidden = append(e.hidden, ruleSetSize)
 			out.hidden[k] = gr.lbls
 			continue
 		}
-		if gr.smallCell(e.snap, cells, t) {
+		if gr.small(e, cells, t) {
 			e.hidden = append(e.hidden, ruleCell)
 			out.hidden[k] = gr.lbls
 			continue
@@ -167,7 +171,7 @@ func (e *dayEval) leaf(l *leaf) vec {
 			}
 			v = gr.sum
 		case parser.QUANTILE:
-			v = quantileSorted(l.q, gr.sorted)
+			v = gr.quantile(l.q)
 			if l.rule.RoundUpKWh {
 				v = math.Ceil(v/1000) * 1000
 			}

@@ -59,6 +59,13 @@ type Options struct {
 	Dominance float64
 	// Logger; nil is slog.Default().
 	Logger *slog.Logger
+	// Pushdown, when set, is the query API of the engine holding the data:
+	// the engine computes daily energies, set sizes, Venn cell counts, sums,
+	// maxima and quartiles with PromQL the gate writes from the registry,
+	// and the gate applies its checks to them (pushdown.go). Consented
+	// individual values are read through it too. nil: the gate computes
+	// from raw samples of Queryable.
+	Pushdown Pushdown
 }
 
 // Gate is the privacy gate. It is safe for concurrent use.
@@ -71,6 +78,7 @@ type Gate struct {
 	cacheReg  *registry.Registry
 	cellCache map[string]*cells
 	snap      *snapshot // of cacheReg's successor: see snapshotOf
+	push      *pushdown // Options.Pushdown; nil: computed here
 }
 
 // New checks the options and builds a gate.
@@ -99,7 +107,11 @@ func New(o Options) (*Gate, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Gate{o: o, parser: parser.NewParser(parser.Options{}), log: o.Logger}, nil
+	g := &Gate{o: o, parser: parser.NewParser(parser.Options{}), log: o.Logger}
+	if o.Pushdown != nil {
+		g.push = newPushdown(o.Pushdown, o.LookbackDelta)
+	}
+	return g, nil
 }
 
 // Request is one query: an instant query when Step is 0 (Start is the
@@ -349,7 +361,16 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	}
 	snap := g.snapshotOf(reg)
 	daily := map[string]*denseDaily{}
-	for _, src := range sources(p.leaves) {
+	var pushed map[*leaf][][]*pushedGroup
+	srcs := sources(p.leaves)
+	if g.push != nil {
+		// The engine computes the figures: no raw sample is read here.
+		if pushed, err = g.pushedLeaves(ctx, reg, c.Audience, p.leaves, days); err != nil {
+			return nil, err
+		}
+		srcs = nil
+	}
+	for _, src := range srcs {
 		v, err := g.readDenseCached(ctx, snap, src, days)
 		if err != nil {
 			return nil, err
@@ -364,7 +385,7 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 	series := map[string]*promql.Series{}
 	var vector promql.Vector
 	for i, d := range days {
-		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, snap: snap, daily: daily, dominance: dom, cache: cacheOf(ctx, reg)}
+		e := &dayEval{g: g, reg: reg, audience: c.Audience, day: d, snap: snap, daily: daily, dominance: dom, cache: cacheOf(ctx, reg), pushed: pushed, dayIndex: i}
 		v := e.eval(root)
 		rec.SetSizes = append(rec.SetSizes, e.setSizes...)
 		rec.Suppressed = append(rec.Suppressed, e.hidden...)
@@ -428,7 +449,7 @@ func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Re
 	if w := req.Whole; !w[0].IsZero() && !w[1].IsZero() {
 		from, to = minTime(from, w[0]), maxTime(to, w[1])
 	}
-	cq := &consentQueryable{base: g.o.Queryable, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta}
+	cq := &consentQueryable{base: g.o.Queryable, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta, push: g.push}
 	rc := cacheOf(ctx, reg)
 	for _, name := range p.perimeters {
 		set := map[string]bool{}

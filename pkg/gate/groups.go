@@ -25,6 +25,9 @@ type evalGroup struct {
 	sum     float64 // added in the registry's order of members
 	largest float64
 	sorted  []float64
+	// engine, when set, holds the figures the engine computed for this
+	// group (Options.Pushdown) in place of meters and sorted.
+	engine *pushedGroup
 
 	mu      sync.Mutex
 	verdict []cellVerdict // smallCell by partition and threshold
@@ -63,6 +66,9 @@ type groupsKey struct {
 // groups splits the contributing members of perimeter version p on the
 // day into the groups of l's by clause, sorted by key.
 func (e *dayEval) groups(p *registry.Perimeter, l *leaf) []*evalGroup {
+	if e.pushed != nil {
+		return e.pushedGroups(l)
+	}
 	dd := e.daily[l.metric.DerivedFrom]
 	gi := e.snap.groups(l.by)
 	var key groupsKey

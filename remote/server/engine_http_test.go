@@ -152,20 +152,34 @@ func TestCasesOverEngines(t *testing.T) {
 	prom := enginetest.Prometheus(t)
 
 	for _, tc := range []struct {
-		name   string
-		engine *enginetest.Engine
-		read   enginestore.ReadProtocol
-		write  bool
+		name     string
+		engine   *enginetest.Engine
+		read     enginestore.ReadProtocol
+		write    bool
+		evaluate string // who computes the aggregates: config.EvaluateGate or EvaluateEngine
 	}{
-		{"victoriametrics export", vm, enginestore.Export, true},
-		{"prometheus remote read", prom, enginestore.RemoteRead, true},
-		{"prometheus query api (as Thanos Query is read)", prom, enginestore.QueryAPI, false},
+		{"victoriametrics export", vm, enginestore.Export, true, config.EvaluateGate},
+		{"prometheus remote read", prom, enginestore.RemoteRead, true, config.EvaluateGate},
+		{"prometheus query api (as Thanos Query is read)", prom, enginestore.QueryAPI, false, config.EvaluateGate},
+		// The engines compute daily energies, counts, cells, sums, maxima
+		// and quartiles (gate.Pushdown); the answers must not change.
+		{"victoriametrics computes", vm, enginestore.Export, false, config.EvaluateEngine},
+		{"prometheus 2.42 computes", prom, enginestore.RemoteRead, false, config.EvaluateEngine},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := districtOverEngine(t, d, engineOptions(tc.engine, tc.read), nil)
+			srv, _ := districtOverEngine(t, d, engineOptions(tc.engine, tc.read), func(cfg *config.Config) { cfg.Storage.Remote.Evaluate = tc.evaluate })
 			if tc.write {
 				writeDistrict(t, d, srv, tc.engine)
 			}
+			rawBefore, queriesBefore := engineReads(t, tc.engine)
+			defer func() {
+				if t.Failed() || tc.evaluate != config.EvaluateEngine {
+					return
+				}
+				raw, queries := engineReads(t, tc.engine)
+				require.Equal(t, rawBefore, raw, "no raw sample read: the engine computed")
+				require.Greater(t, queries, queriesBefore)
+			}()
 			for _, c := range gatetest.Cases {
 				token := tokens[callerKey(c.Audience, c.UseCases)]
 				if token == "" {

@@ -22,9 +22,11 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/metergate/metergate/pkg/audit"
 	"github.com/metergate/metergate/pkg/config"
+	"github.com/metergate/metergate/pkg/enginestore"
 	"github.com/metergate/metergate/pkg/gate"
 	"github.com/metergate/metergate/pkg/perimeterapi"
 	"github.com/metergate/metergate/pkg/policy"
@@ -144,9 +146,18 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		o.Logger.Warn("audit log: an unfinished last record (a crash or a full disk while writing; its answer was never sent) was cut off", "bytes", auditLog.TruncatedTail)
 	}
 	s.audit = auditLog
+	gateData, push := storage.Queryable(s.store), gate.Pushdown(nil)
+	if es, ok := s.store.(*enginestore.Store); ok && cfg.Storage.Remote.Evaluate != config.EvaluateGate {
+		// The engine computes what the gate publishes; what the gate still
+		// reads raw (consented curves, operators' PromQL) goes through the
+		// same query API.
+		push = es.Evaluator()
+		gateData = push.Raw()
+	}
 	s.gate, err = gate.New(gate.Options{
 		Registry:      s.Registry,
-		Queryable:     s.store,
+		Queryable:     gateData,
+		Pushdown:      push,
 		Engine:        s.engine,
 		Audit:         auditLog,
 		Now:           o.Now,

@@ -66,7 +66,9 @@ func VictoriaMetrics(t testing.TB) *Engine {
 	addr := freeAddr(t)
 	e := &Engine{URL: "http://" + addr, Kind: "victoriametrics", Dir: dir, t: t, bin: bin, ready: "/health",
 		args: []string{"-storageDataPath=" + dir, "-httpListenAddr=" + addr, "-retentionPeriod=100y",
-			"-search.latencyOffset=0s", "-loggerLevel=ERROR"}}
+			"-search.latencyOffset=0s", "-loggerLevel=ERROR",
+			// The gate's PromQL names a perimeter's members (docs/scaling.md).
+			"-search.maxQueryLen=4194304"}}
 	e.WriteURL = e.URL + "/api/v1/write"
 	e.ReadURL = e.URL
 	e.Start()
