@@ -199,6 +199,21 @@ func TestPushdownAnswersAsTheGate(t *testing.T) {
 		// day length and at the days without data.
 		sameAnswer(t, local, pushed, pub, gate.Request{Query: q, Start: gatetest.Windows[0][0].Start(), End: gatetest.Windows[1][1].End(), Step: 24 * time.Hour})
 	}
+	// As an export asks them: one read cache across the queries of a slice.
+	ctx := gate.WithReadCache(context.Background())
+	for _, q := range []string{
+		`sum by (cluster) (linky_consumption_daily_wh{perimeter="confluence"})`,
+		`quantile(0.5, linky_consumption_daily_wh{perimeter="confluence"})`,
+		`sum(linky_consumption_daily_wh{perimeter="confluence"})`,
+	} {
+		req := gate.Request{Query: q, Start: gatetest.Windows[0][0].Start(), End: gatetest.Windows[0][1].End(), Step: 24 * time.Hour}
+		want, err := local.Exec(ctx, pub, req)
+		require.NoError(t, err)
+		got, err := pushed.Exec(ctx, pub, req)
+		require.NoError(t, err)
+		require.Equal(t, want.Value, got.Value, q)
+		require.Equal(t, want.Points, got.Points, q)
+	}
 	cons := caller(registry.Consented, []registry.UseCase{registry.UC3})
 	for _, w := range gatetest.Windows {
 		sameAnswer(t, local, pushed, cons, gate.Request{Query: `linky_consumption_daily_wh{perimeter="uc3-b1"}`, Start: w[0].Start(), End: w[1].End(), Step: 24 * time.Hour})
