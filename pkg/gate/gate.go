@@ -449,7 +449,13 @@ func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Re
 	if w := req.Whole; !w[0].IsZero() && !w[1].IsZero() {
 		from, to = minTime(from, w[0]), maxTime(to, w[1])
 	}
-	cq := &consentQueryable{base: g.o.Queryable, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta, push: g.push}
+	base := g.o.Queryable
+	if g.push != nil {
+		// Individual curves are the output itself: read raw, through
+		// the engine's query API, for the consented RMPs only.
+		base = g.push.api.Raw()
+	}
+	cq := &consentQueryable{base: base, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta, push: g.push}
 	rc := cacheOf(ctx, reg)
 	for _, name := range p.perimeters {
 		set := map[string]bool{}

@@ -64,10 +64,20 @@ type v1Series struct {
 	samples    []rawSample
 	exemplars  []prompb.Exemplar
 	histograms []prompb.Histogram
+
+	// wire is the label fields as sent when they come first and together
+	// (as every sender encodes them), nil otherwise; known is what the
+	// decoder's caller said about them (seenWire), in which case labels
+	// is left empty.
+	wire      []byte
+	known     *validSeries
+	rawLabels [][]byte
 }
 
 func (s *v1Series) reset() {
 	s.labels = s.labels[:0]
+	s.rawLabels = s.rawLabels[:0]
+	s.wire, s.known = nil, nil
 	s.samples = s.samples[:0]
 	// The generated Unmarshal merges into what it is given: old entries
 	// must not leak into the next series.
@@ -77,13 +87,18 @@ func (s *v1Series) reset() {
 	s.histograms = s.histograms[:0]
 }
 
+// seenWire tells the decoder whether the label fields of a series, exactly
+// as sent, were decoded and found valid before, and to what; the decoder
+// then does not decode them again.
+type seenWire func(wire []byte) *validSeries
+
 // decodeV1 calls f with each TimeSeries of the WriteRequest in b, in order.
 // A wire error anywhere in b is returned as a *wireError, even after f
 // failed: the decoding goes on to the end without calling f again, so that
 // a malformed body is refused as such (400), as when the whole body was
 // decoded before anything was appended. Otherwise the first error of f is
 // returned.
-func decodeV1(b []byte, s *v1Series, f func(*v1Series) error) error {
+func decodeV1(b []byte, s *v1Series, seen seenWire, f func(*v1Series) error) error {
 	var ferr error
 	for i := 0; i < len(b); {
 		field, typ, next, err := tag(b, i)
@@ -107,7 +122,7 @@ func decodeV1(b []byte, s *v1Series, f func(*v1Series) error) error {
 				}
 			} else {
 				s.reset()
-				if err := decodeSeries(msg, s); err != nil {
+				if err := decodeSeries(msg, s, seen); err != nil {
 					return &wireError{err}
 				}
 				if ferr == nil {
@@ -124,7 +139,9 @@ func decodeV1(b []byte, s *v1Series, f func(*v1Series) error) error {
 	return ferr
 }
 
-func decodeSeries(b []byte, s *v1Series) error {
+func decodeSeries(b []byte, s *v1Series, seen seenWire) error {
+	// Label fields from the start of b up to wireEnd, and none after.
+	wireEnd, together := 0, true
 	for i := 0; i < len(b); {
 		field, typ, next, err := tag(b, i)
 		if err != nil {
@@ -143,13 +160,17 @@ func decodeSeries(b []byte, s *v1Series) error {
 		if err != nil {
 			return err
 		}
+		if field == 1 {
+			if wireEnd == i {
+				wireEnd = end
+			} else {
+				together = false
+			}
+		}
 		switch field {
 		case 1:
-			var l rawLabel
-			if err := decodeLabel(msg, &l); err != nil {
-				return err
-			}
-			s.labels = append(s.labels, l)
+			// Decoded below, unless they were seen before as they are.
+			s.rawLabels = append(s.rawLabels, msg)
 		case 2:
 			var x rawSample
 			if err := decodeSample(msg, &x); err != nil {
@@ -168,6 +189,23 @@ func decodeSeries(b []byte, s *v1Series) error {
 			}
 		}
 		i = end
+	}
+	if together && wireEnd > 0 {
+		s.wire = b[:wireEnd]
+		if seen != nil {
+			// The same bytes decode to the same labels: those found valid
+			// before.
+			if s.known = seen(s.wire); s.known != nil {
+				return nil
+			}
+		}
+	}
+	for _, msg := range s.rawLabels {
+		var l rawLabel
+		if err := decodeLabel(msg, &l); err != nil {
+			return err
+		}
+		s.labels = append(s.labels, l)
 	}
 	return nil
 }

@@ -233,7 +233,11 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 	defer v1States.Put(st)
 	maxTime := time.Now().Add(maxAheadTime).UnixMilli()
 	invalid := 0
-	err := decodeV1(raw, &st.series, func(ts *v1Series) error {
+	err := decodeV1(raw, &st.series, s.app.valid.lookupWire, func(ts *v1Series) error {
+		if ts.known != nil {
+			// The same label fields as a series found valid before.
+			return s.appendSeries(a, st, ts, ts.known.labels, ts.known, maxTime)
+		}
 		st.b.Reset()
 		for _, l := range ts.labels {
 			st.b.Add(yolo(l.name), yolo(l.value))
@@ -241,7 +245,8 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 		st.b.Sort()
 		st.b.Overwrite(&st.ls)
 		ls := st.ls
-		known := s.app.valid.lookup(ls.Hash(), ls)
+		hash := ls.Hash()
+		known := s.app.valid.lookup(hash, ls)
 		if known != nil {
 			// Found valid before: it passed the checks below then.
 			ls = known.labels
@@ -258,7 +263,18 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 			}
 			ls = ls.Copy()
 		}
-		return s.appendSeries(a, st, ts, ls, known, maxTime)
+		if err := s.appendSeries(a, st, ts, ls, known, maxTime); err != nil {
+			return err
+		}
+		if ts.wire != nil {
+			if known == nil {
+				known = s.app.valid.lookup(hash, ls) // the appender validated it
+			}
+			if known != nil {
+				s.app.valid.rememberWire(ts.wire, known)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		_ = a.Rollback()

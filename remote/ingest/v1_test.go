@@ -104,7 +104,14 @@ func FuzzDecodeV1(f *testing.F) {
 
 		var got []prompb.TimeSeries
 		var s v1Series
-		err := decodeV1(b, &s, func(ts *v1Series) error {
+		err := decodeV1(b, &s, nil, func(ts *v1Series) error {
+			if ts.wire != nil {
+				// The label fields as sent decode to the very labels.
+				var only v1Series
+				require.NoError(t, decodeSeries(ts.wire, &only, nil))
+				require.Equal(t, ts.labels, only.labels)
+				require.Empty(t, only.samples)
+			}
 			var g prompb.TimeSeries
 			for _, l := range ts.labels {
 				g.Labels = append(g.Labels, prompb.Label{Name: string(l.name), Value: string(l.value)})

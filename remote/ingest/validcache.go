@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bytes"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 
@@ -30,7 +32,17 @@ const maxCachedSeries = 1 << 18
 type validCache struct {
 	mu     sync.RWMutex
 	series map[uint64]*validSeries
+	// wire finds a series by its label fields as a 1.0 sender encodes them,
+	// the same bytes every request: no labels to decode, sort and hash.
+	wire map[uint64]wireSeries
 }
+
+type wireSeries struct {
+	wire   []byte // compared in full, as labels are
+	series *validSeries
+}
+
+var wireSeed = maphash.MakeSeed()
 
 type validSeries struct {
 	labels labels.Labels // a copy owned by the cache, compared in full: a hash collision must not skip validation
@@ -54,7 +66,34 @@ func (s *validSeries) appended(ref storage.SeriesRef) {
 	}
 }
 
-func newValidCache() *validCache { return &validCache{series: map[uint64]*validSeries{}} }
+func newValidCache() *validCache {
+	return &validCache{series: map[uint64]*validSeries{}, wire: map[uint64]wireSeries{}}
+}
+
+// lookupWire returns the entry of the series whose label fields were
+// exactly wire when it was found valid, or nil.
+func (c *validCache) lookupWire(wire []byte) *validSeries {
+	h := maphash.Bytes(wireSeed, wire)
+	c.mu.RLock()
+	w, ok := c.wire[h]
+	c.mu.RUnlock()
+	if ok && bytes.Equal(w.wire, wire) {
+		return w.series
+	}
+	return nil
+}
+
+// rememberWire records that the label fields wire decode to the valid
+// series v.
+func (c *validCache) rememberWire(wire []byte, v *validSeries) {
+	h := maphash.Bytes(wireSeed, wire)
+	c.mu.Lock()
+	if len(c.wire) >= maxCachedSeries {
+		clear(c.wire)
+	}
+	c.wire[h] = wireSeries{wire: bytes.Clone(wire), series: v}
+	c.mu.Unlock()
+}
 
 // lookup returns the entry of ls, or nil if ls was not found valid before.
 func (c *validCache) lookup(hash uint64, ls labels.Labels) *validSeries {

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
-	"github.com/prometheus/prometheus/storage"
 
 	"github.com/metergate/metergate/pkg/audit"
 	"github.com/metergate/metergate/pkg/config"
@@ -146,17 +145,15 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		o.Logger.Warn("audit log: an unfinished last record (a crash or a full disk while writing; its answer was never sent) was cut off", "bytes", auditLog.TruncatedTail)
 	}
 	s.audit = auditLog
-	gateData, push := storage.Queryable(s.store), gate.Pushdown(nil)
+	var push gate.Pushdown
 	if es, ok := s.store.(*enginestore.Store); ok && cfg.Storage.Remote.Evaluate != config.EvaluateGate {
-		// The engine computes what the gate publishes; what the gate still
-		// reads raw (consented curves, operators' PromQL) goes through the
-		// same query API.
+		// The engine computes what the gate publishes (docs/scaling.md);
+		// operators' raw reads keep the configured read protocol.
 		push = es.Evaluator()
-		gateData = push.Raw()
 	}
 	s.gate, err = gate.New(gate.Options{
 		Registry:      s.Registry,
-		Queryable:     gateData,
+		Queryable:     s.store,
 		Pushdown:      push,
 		Engine:        s.engine,
 		Audit:         auditLog,
