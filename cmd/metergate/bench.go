@@ -31,7 +31,8 @@ func benchCmd(ctx context.Context, args []string) (err error) {
 	senders := fs.Int("c", 4, "concurrent senders")
 	lead := fs.Int("lead", 1, "epochs a sender may run ahead of the slowest (rwbench -lead)")
 	reps := fs.Int("reps", 3, "repetitions of every run; the table gives min / median / max")
-	modes := fs.String("modes", "live,dplus1", "shapes: live (every half hour, in time order) and dplus1 (whole days the next day)")
+	modes := fs.String("modes", "live,dplus1", "shapes: live (every half hour, in time order) and dplus1 (whole days the next day); dashboard: the neighbourhood dashboard through the plugin against raw PromQL")
+	dashboardDays := fs.Int("dashboard-days", 365, "days of the dashboard's time range (-modes dashboard)")
 	receivers := fs.String("receivers", "prometheus,victoriametrics,metergate", "receivers to run")
 	blocks := fs.String("block-durations", store.DefaultBlockDuration.String(), "metergate head block ranges to run, comma-separated (e.g. 2h,24h,96h)")
 	idle := fs.Duration("idle", 2*time.Second, "a receiver below 4% of a core for this long has settled")
@@ -50,6 +51,18 @@ func benchCmd(ctx context.Context, args []string) (err error) {
 		defer func() {
 			if err == nil {
 				err = runExportBench(ctx, *work, *vm, *exportDays, *reps)
+			}
+		}()
+	}
+	// So is -modes dashboard (bench_dashboard.go).
+	if rest, dashboard := splitDashboard(splitList(*modes)); dashboard {
+		if len(rest) == 0 {
+			return runDashboardBench(ctx, *work, *dashboardDays, *reps)
+		}
+		*modes = strings.Join(rest, ",")
+		defer func() {
+			if err == nil {
+				err = runDashboardBench(ctx, *work, *dashboardDays, *reps)
 			}
 		}()
 	}
