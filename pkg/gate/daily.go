@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
@@ -101,7 +100,7 @@ func readIndex(ctx context.Context, q storage.Queryable, source string, days []l
 	}
 	defer querier.Close()
 	hints := &storage.SelectHints{Start: mint, End: maxt}
-	set := querier.Select(ctx, false, hints, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, source))
+	set := querier.Select(ctx, false, hints, readMatchers(ctx, source)...)
 
 	// readings[rmp][i] is the index at midnights[i]; NaN when unknown.
 	readings := map[string][]float64{}

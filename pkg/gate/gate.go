@@ -371,7 +371,7 @@ func (g *Gate) aggregate(ctx context.Context, c *config.Caller, reg *registry.Re
 		srcs = nil
 	}
 	for _, src := range srcs {
-		v, err := g.readDenseCached(ctx, snap, src, days)
+		v, err := g.readDenseCached(narrowReads(ctx, reg, p.perimeters), snap, src, days)
 		if err != nil {
 			return nil, err
 		}
