@@ -71,7 +71,53 @@ func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
 	}
+	if err := compactOutOfOrderHead(context.Background(), db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
+	}
 	return &Embedded{DB: db}, nil
+}
+
+// compactOutOfOrderHead writes the out-of-order samples the replay has just
+// put back into the head to blocks, and so drops the WBL segments they came
+// from, before anything else is written. It works around a loss of
+// acknowledged out-of-order samples in Prometheus's TSDB (v0.316.0) when a
+// crash follows a crash:
+//
+//   - When an out-of-order head chunk is full, the commit m-maps it (the
+//     chunk goes through the chunk write queue and a buffer, so a SIGKILL
+//     loses the newest chunks) and logs a marker naming it to the WBL
+//     (headAppenderBase.commitFloats, collectOOORecords in
+//     tsdb/head_append.go); the samples of the same commit follow the
+//     marker in a second record of the same WBL write. A SIGKILL between
+//     the two records leaves the marker without them.
+//   - On replay, a marker makes loadWBL discard the out-of-order head chunk
+//     built so far, its samples being in the m-mapped chunk; it skips a
+//     marker whose chunk reference is past the last chunk on disk, taken
+//     as lost in this crash (tsdb/head_wal.go, loadWBL: "This m-map chunk
+//     from markers was not present during the load of mmapped chunks").
+//     The first replay thus keeps the lost chunk's samples, acknowledged by
+//     earlier commits, in the out-of-order head, with the WBL as their only
+//     copy: no later sample of the series cuts and m-maps that chunk again.
+//   - Each start writes head chunks to a new file
+//     (chunks.ChunkDiskMapper.openMMapFiles sets the sequence, the next
+//     write cuts a file). As soon as one of them is on disk, the last chunk
+//     on disk is past the lost one, and the next replay honours the old
+//     marker: it discards the head chunk holding those samples, and they
+//     are gone (TestOutOfOrderSamplesSurviveTwoCrashes).
+//
+// Once the replayed samples are in blocks and their WBL segments are
+// truncated, no old marker is left to honour. A crash before this
+// compaction ends can still lose them, as without it: the window shrinks
+// from a whole run of the server to its start. The cost is the compaction
+// of the out-of-order head at every start: Linky days land in order with
+// the default head block range, so it holds little. No upstream issue
+// describes this at v0.316.0.
+func compactOutOfOrderHead(ctx context.Context, db *tsdb.DB) error {
+	if err := db.CompactOOOHead(ctx); err != nil {
+		return fmt.Errorf("compacting the out-of-order samples replayed from the WBL: %w", err)
+	}
+	return nil
 }
 
 // HeadSeries is the number of series in the head block.

@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"github.com/stretchr/testify/require"
+)
+
+// A SIGKILL in the middle of an out-of-order commit can leave in the WBL
+// the m-map marker of a chunk whose samples record never reached the file,
+// and lose the chunk itself (the TSDB writes head chunks through a queue
+// and a buffer). The first replay skips the marker, its chunk being past
+// the last one on disk, and keeps the chunk's acknowledged samples in the
+// out-of-order head, from the WBL only. Every start writes head chunks to
+// a new file; once one is on disk, the next replay takes the old marker
+// for a chunk on disk and drops those samples (see compactOutOfOrderHead).
+// Here the crash is a copy of the open TSDB's directory with the WBL cut
+// after its last marker, as the kill test left it.
+func TestOutOfOrderSamplesSurviveTwoCrashes(t *testing.T) {
+	o := Options{Retention: 30 * 24 * time.Hour, OutOfOrderWindow: 7 * 24 * time.Hour}
+	dir := t.TempDir()
+	db, err := OpenEmbedded(dir, o, nil, nil)
+	require.NoError(t, err)
+	meter := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
+	other := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000002")
+	base := time.Now().Add(-9 * time.Hour).Truncate(time.Minute)
+	at := func(minute int) int64 { return base.Add(time.Duration(minute) * time.Minute).UnixMilli() }
+	appendMinutes := func(db *Embedded, ls labels.Labels, from, to int) {
+		app := db.Appender(context.Background())
+		for m := from; m < to; m++ {
+			_, err := app.Append(0, ls, at(m), float64(m))
+			require.NoError(t, err)
+		}
+		require.NoError(t, app.Commit())
+	}
+	appendMinutes(db, meter, 400, 401) // the newest: what follows is out of order
+	appendMinutes(db, meter, 0, 32)    // acknowledged: fills an out-of-order chunk
+	appendMinutes(db, meter, 32, 33)   // cuts it: marker, then this sample, in the WBL
+
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	require.NoError(t, db.Close())
+	dropLastWBLRecord(t, crashed) // the commit of minute 32 was cut after its marker
+
+	// First start: the marker's chunk is not on disk, the replay keeps the
+	// 32 samples in the out-of-order head. Then head chunks of this run
+	// reach the disk, here by a clean shutdown.
+	db, err = OpenEmbedded(crashed, o, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the first crash")
+	appendMinutes(db, other, 400, 401)
+	appendMinutes(db, other, 0, 64) // out-of-order chunks m-mapped to the new file
+	require.NoError(t, db.Close())
+
+	db, err = OpenEmbedded(crashed, o, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the second start: acknowledged out-of-order samples lost")
+	require.Equal(t, 64, countSamples(t, db, other, at(0), at(63)))
+}
+
+func countSamples(t *testing.T, db *Embedded, ls labels.Labels, mint, maxt int64) int {
+	t.Helper()
+	q, err := db.Querier(mint, maxt)
+	require.NoError(t, err)
+	defer q.Close()
+	var ms []*labels.Matcher
+	ls.Range(func(l labels.Label) { ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value)) })
+	ss := q.Select(context.Background(), false, nil, ms...)
+	n := 0
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			n++
+		}
+		require.NoError(t, it.Err())
+	}
+	require.NoError(t, ss.Err())
+	return n
+}
+
+// dropLastWBLRecord cuts the last segment of dir's WBL before its last
+// record, which must be a samples record following an m-map marker.
+func dropLastWBLRecord(t *testing.T, dir string) {
+	t.Helper()
+	wbl := filepath.Join(dir, "wbl")
+	_, last, err := wlog.Segments(wbl)
+	require.NoError(t, err)
+	seg, err := wlog.OpenReadSegment(wlog.SegmentName(wbl, last))
+	require.NoError(t, err)
+	r := wlog.NewReader(wlog.NewSegmentBufReader(seg))
+	var dec record.Decoder
+	var types []record.Type
+	var ends []int64
+	for r.Next() {
+		types = append(types, dec.Type(r.Record()))
+		ends = append(ends, r.Offset())
+	}
+	require.NoError(t, r.Err())
+	require.NoError(t, seg.Close())
+	n := len(types)
+	require.GreaterOrEqual(t, n, 2)
+	require.Equal(t, []record.Type{record.MmapMarkers, record.Samples}, types[n-2:])
+	require.NoError(t, os.Truncate(wlog.SegmentName(wbl, last), ends[n-2]))
+}
+
+// copyDir copies the files under src to dst as they are on disk now, as a
+// SIGKILL leaves them.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	require.NoError(t, filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		if d.Name() == "lock" {
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(to)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	}))
+}
