@@ -230,37 +230,38 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 		spans = append(spans, [2]localday.Day{from, to})
 	}
 	qs := sl.queries()
-	// With a gate that answers a slice in one batch, the next slice is
-	// evaluated while this one is turned into rows and written: reading
-	// storage and evaluating the policy use the second core instead of
-	// waiting for each other. At most two slices are in memory, and each
-	// slice's rows still leave only once its own audit records are durable.
-	_, pipelined := e.Gate.(Batcher)
+	// With a gate that answers a slice in one batch, two slices are
+	// evaluated at once (the next one while this one is finished and
+	// written): reading storage and evaluating the policy use both cores
+	// instead of waiting for each other. At most three slices are in memory,
+	// and each slice's rows still leave only once its own audit records are
+	// durable, in order.
+	depth := 1
+	if _, ok := e.Gate.(Batcher); ok {
+		depth = 2
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	var pending <-chan answer
+	var queue []chan answer
 	defer func() {
 		cancel()
-		if pending != nil {
-			<-pending // no gate work outlives the export
+		for _, ch := range queue {
+			<-ch // no gate work outlives the export
 		}
 	}()
+	next := 0
 	for i, r := range spans {
 		if err := ctx.Err(); err != nil {
 			return rw.rows, err
 		}
-		var a answer
-		if pending != nil {
-			a, pending = <-pending, nil
-		} else {
-			a = sl.evaluate(ctx, qs, r)
+		for ; next < len(spans) && next < i+depth; next++ {
+			ch := make(chan answer, 1)
+			go func(r [2]localday.Day) { ch <- sl.evaluate(ctx, qs, r) }(spans[next])
+			queue = append(queue, ch)
 		}
+		a := <-queue[0]
+		queue = queue[1:]
 		if a.err != nil {
 			return rw.rows, fmt.Errorf("exporting %s to %s: %w", r[0], r[1], a.err)
-		}
-		if pipelined && i+1 < len(spans) {
-			ch := make(chan answer, 1)
-			go func(r [2]localday.Day) { ch <- sl.evaluate(ctx, qs, r) }(spans[i+1])
-			pending = ch
 		}
 		if err := sl.write(rw, r[0], r[1], qs, a.res); err != nil {
 			return rw.rows, fmt.Errorf("exporting %s to %s: %w", r[0], r[1], err)
