@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -73,6 +74,10 @@ type DashboardReport struct {
 	Checked, Hidden int
 	Mismatches      []string
 	Samples         int64
+	// OtherCores is the CPU other processes used during each repetition,
+	// in cores: the machine's noise (the bench, the plugin and the server
+	// are one process).
+	OtherCores []float64
 }
 
 // PanelTime is one panel's median refresh time.
@@ -554,9 +559,10 @@ func (rw *rawRewriter) rewrite(expr string, from, to time.Time) (string, error) 
 			return vs
 		}
 		sel := &parser.VectorSelector{Name: m.DerivedFrom, LabelMatchers: []*labels.Matcher{
-			labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, m.DerivedFrom),
-			labels.MustNewMatcher(labels.MatchRegexp, catalogue.LabelRMP, re),
-		}}
+			labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, m.DerivedFrom)}}
+		if re != "" {
+			sel.LabelMatchers = append(sel.LabelMatchers, labels.MustNewMatcher(labels.MatchRegexp, catalogue.LabelRMP, re))
+		}
 		window, _ := time.ParseDuration(rawWindow)
 		return &parser.Call{Func: parser.Functions["idelta"], Args: parser.Expressions{&parser.MatrixSelector{VectorSelector: sel, Range: window}}}
 	})
@@ -595,13 +601,18 @@ func rewriteNode(e parser.Expr, f func(*parser.VectorSelector) parser.Expr) pars
 	return e
 }
 
+// memberRegexp is the rmp regexp of a perimeter's members over the range,
+// or "" when the perimeter is the whole district on every day: its
+// members are every registered meter, and the district sends no other, so
+// the raw query selects by name alone, as an analyst would write it (and
+// the check against the gate's numbers would say if that were wrong).
 func (rw *rawRewriter) memberRegexp(perimeter string, from, to time.Time) (string, error) {
 	key := fmt.Sprintf("%s|%d|%d", perimeter, from.Unix(), to.Unix())
 	if re, ok := rw.members[key]; ok {
 		return re, nil
 	}
 	set := map[string]bool{}
-	found := false
+	found, whole := false, true
 	// The day before the range's first point too: its opening reading.
 	for d := localday.Of(from).AddDays(-1); !d.After(localday.Of(to)); d = d.AddDays(1) {
 		p, ok := rw.reg.Perimeter(perimeter, d)
@@ -609,12 +620,17 @@ func (rw *rawRewriter) memberRegexp(perimeter string, from, to time.Time) (strin
 			continue
 		}
 		found = true
+		whole = whole && reflect.DeepEqual(p.Select, registry.Selector{All: true})
 		for _, prm := range rw.reg.Members(p, d) {
 			set[prm] = true
 		}
 	}
 	if !found {
 		return "", fmt.Errorf("perimeter %q is not in the registry", perimeter)
+	}
+	if whole {
+		rw.members[key] = ""
+		return "", nil
 	}
 	prms := make([]string, 0, len(set))
 	for prm := range set {
@@ -858,6 +874,7 @@ func RunDashboard(ctx context.Context, c DashboardConfig) (*DashboardReport, err
 		var ga []map[string]*backend.DataResponse
 		var ra []map[string]panelValues
 		gatedFirst := r%2 == 0
+		began, busy0, self0 := time.Now(), cpuOrZero(BusyCPU), cpuOrZero(func() (time.Duration, error) { return CPUTime(os.Getpid()) })
 		for _, gated := range []bool{gatedFirst, !gatedFirst} {
 			if gated {
 				gt, ga, err = db.RefreshGated(ctx)
@@ -868,6 +885,8 @@ func RunDashboard(ctx context.Context, c DashboardConfig) (*DashboardReport, err
 				return nil, err
 			}
 		}
+		busy, self := cpuOrZero(BusyCPU)-busy0, cpuOrZero(func() (time.Duration, error) { return CPUTime(os.Getpid()) })-self0
+		rep.OtherCores = append(rep.OtherCores, max(0, (busy-self).Seconds()/time.Since(began).Seconds()))
 		rep.Gated, rep.Raw = append(rep.Gated, sum(gt)), append(rep.Raw, sum(rt))
 		for i := range db.Panels {
 			gatedPanels[i], rawPanels[i] = append(gatedPanels[i], gt[i]), append(rawPanels[i], rt[i])
@@ -900,6 +919,16 @@ func RunDashboard(ctx context.Context, c DashboardConfig) (*DashboardReport, err
 		rep.PerPanel = append(rep.PerPanel, *byTitle[t])
 	}
 	return rep, nil
+}
+
+// cpuOrZero reads a CPU counter; without /proc (not Linux) the noise is
+// not reported rather than the bench failing.
+func cpuOrZero(f func() (time.Duration, error)) time.Duration {
+	d, err := f()
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 func sum(ds []time.Duration) time.Duration {
@@ -940,6 +969,9 @@ func (r *DashboardReport) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "Ratios are the refresh through the plugin's QueryData (HTTP to metergate serve, the privacy gate, frames) divided by the raw")
 	fmt.Fprintln(w, "PromQL of the same figures on the same TSDB in Prometheus's engine, same repetition, min / median / max.")
+	if len(r.OtherCores) > 0 {
+		fmt.Fprintf(w, "Other processes used %s cores (min / median / max over repetitions) meanwhile: figures from a busy machine are noisier.\n", spread(r.OtherCores))
+	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "panel (median of the repetitions)\tqueries\tgated ms\traw ms\tratio\t")
 	for _, p := range r.PerPanel {

@@ -41,6 +41,7 @@ func TestRawRewrite(t *testing.T) {
 		Clusters: []registry.Cluster{{ID: "k01", Inhabitants: 10}, {ID: "k02", Inhabitants: 30}},
 		Perimeters: []registry.Perimeter{
 			{Name: "cluster-k01", UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption", Select: registry.Selector{Clusters: []string{"k01"}}},
+			{Name: "confluence", UseCase: registry.UC4, Audience: registry.Public, Flow: "consumption", Select: registry.Selector{All: true}},
 		},
 	})
 	require.NoError(t, err)
@@ -51,6 +52,11 @@ func TestRawRewrite(t *testing.T) {
 	require.NoError(t, err)
 	// The meter installed in June is in the range; the other cluster's is not.
 	require.Equal(t, `quantile(0.5, idelta(linky_index_wh{rmp=~"00000000000001|00000000000002"}[1d2h])) * 365 / 1000`, got)
+
+	// The whole district is every meter: selected by name alone.
+	got, err = rw.rewrite(`sum(linky_consumption_daily_wh{perimeter="confluence"})`, from, to)
+	require.NoError(t, err)
+	require.Equal(t, `sum(idelta(linky_index_wh[1d2h]))`, got)
 
 	_, err = rw.rewrite(`sum(linky_consumption_daily_wh{perimeter="nowhere"})`, from, to)
 	require.ErrorContains(t, err, "not in the registry")
