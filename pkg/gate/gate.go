@@ -261,10 +261,15 @@ func (g *Gate) decide(ctx context.Context, c *config.Caller, req Request) (*Resu
 		res, err = nil, ErrRefused
 	case err != nil:
 		rec.Decision, rec.Rule, rec.Detail = audit.Refused, "error", err.Error()
-		g.log.ErrorContext(ctx, "gate evaluation failed", "caller", rec.Caller, "err", err)
-		res, err = nil, unavailable(err)
+		res = nil
 		if ctx.Err() != nil {
+			// The client went away or its deadline passed: not a fault of
+			// the gate, and no page for the operator.
+			g.log.InfoContext(ctx, "gate evaluation stopped", "caller", rec.Caller, "err", err)
 			err = ctx.Err()
+		} else {
+			g.log.ErrorContext(ctx, "gate evaluation failed", "caller", rec.Caller, "err", err)
+			err = unavailable(err)
 		}
 	default:
 		rec.Decision = audit.Allowed
