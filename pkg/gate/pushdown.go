@@ -107,13 +107,41 @@ func alternation(prms []string) string {
 // (meter replaced) or whose readings are missing yields nothing: absent,
 // never zero. The offset is the day's own length, so 23- and 25-hour days
 // are read between their true midnights.
-func dailyExpr(src, re, window string, length time.Duration) string {
-	sel := fmt.Sprintf(`{__name__=%s,%s=~%s}`, strconv.Quote(src), catalogue.LabelRMP, strconv.Quote(re))
+//
+// single says that no RMP of re has more than one series with a reading
+// at either midnight (multiSeriesExpr found none): then no two series can
+// disagree, and each reading is the RMP's only one, without the max = min
+// check, which halves what the engine selects.
+func dailyExpr(src, re, window string, length time.Duration, single bool) string {
 	reading := func(offset string) string {
-		last := fmt.Sprintf("last_over_time(%s[%s]%s)", sel, window, offset)
+		last := lastExpr(src, re, window, offset)
+		if single {
+			return fmt.Sprintf("max by (%s) (%s)", catalogue.LabelRMP, last)
+		}
 		return fmt.Sprintf("(max by (%s) (%s) == min by (%s) (%s))", catalogue.LabelRMP, last, catalogue.LabelRMP, last)
 	}
-	return fmt.Sprintf("((%s - %s) >= 0)", reading(""), reading(" offset "+strconv.FormatInt(length.Milliseconds(), 10)+"ms"))
+	return fmt.Sprintf("((%s - %s) >= 0)", reading(""), reading(dayOffset(length)))
+}
+
+// multiSeriesExpr yields the RMPs of re that have more than one series
+// with a reading at one of the midnights of the day closing at the
+// evaluation time: the only ones whose series can disagree.
+func multiSeriesExpr(src, re, window string, length time.Duration) string {
+	several := func(offset string) string {
+		return fmt.Sprintf("(count by (%s) (%s) > 1)", catalogue.LabelRMP, lastExpr(src, re, window, offset))
+	}
+	return several("") + " or " + several(dayOffset(length))
+}
+
+// lastExpr is the readings of index register src of the RMPs of re at
+// the midnight offset before the evaluation time, one per series.
+func lastExpr(src, re, window, offset string) string {
+	sel := fmt.Sprintf(`{__name__=%s,%s=~%s}`, strconv.Quote(src), catalogue.LabelRMP, strconv.Quote(re))
+	return fmt.Sprintf("last_over_time(%s[%s]%s)", sel, window, offset)
+}
+
+func dayOffset(length time.Duration) string {
+	return " offset " + strconv.FormatInt(length.Milliseconds(), 10) + "ms"
 }
 
 // tagged labels the single series of an aggregate without grouping, so
@@ -288,15 +316,28 @@ func (g *Gate) pushLeaf(ctx context.Context, reg *registry.Registry, audience re
 		if len(gs) == 0 {
 			continue
 		}
+		// Most runs have one series per RMP: ask first, and leave out the
+		// agreement check when so.
+		var members []string
+		for _, gr := range gs {
+			for _, prms := range gr.cells {
+				members = append(members, prms...)
+			}
+		}
+		several, _, err := g.push.eval(ctx, multiSeriesExpr(l.metric.DerivedFrom, alternation(members), window, r.length), r)
+		if err != nil {
+			return nil, fmt.Errorf("%s over %s: %w", l.metric.Name, l.perimeter, err)
+		}
+		single := len(several) == 0
 		var parts []string
 		for gi, gr := range gs {
 			var all []string
 			for _, id := range sortedCells(gr.cells) {
 				prms := gr.cells[id]
 				all = append(all, prms...)
-				parts = append(parts, tagged("count("+dailyExpr(l.metric.DerivedFrom, alternation(prms), window, r.length)+")", fmt.Sprintf("%d/n/%d", gi, id)))
+				parts = append(parts, tagged("count("+dailyExpr(l.metric.DerivedFrom, alternation(prms), window, r.length, single)+")", fmt.Sprintf("%d/n/%d", gi, id)))
 			}
-			daily := dailyExpr(l.metric.DerivedFrom, alternation(all), window, r.length)
+			daily := dailyExpr(l.metric.DerivedFrom, alternation(all), window, r.length, single)
 			switch l.op {
 			case parser.SUM:
 				parts = append(parts,
@@ -408,7 +449,7 @@ func (pd *pushdown) daily(ctx context.Context, src string, days []localday.Day, 
 	}
 	re := alternation(prms)
 	for _, r := range runs(days, func(int, int) bool { return true }) {
-		metrics, values, err := pd.eval(ctx, dailyExpr(src, re, window, r.length), r)
+		metrics, values, err := pd.eval(ctx, dailyExpr(src, re, window, r.length, false), r)
 		if err != nil {
 			return nil, fmt.Errorf("daily %s: %w", src, err)
 		}
