@@ -48,6 +48,7 @@ type validSeries struct {
 	labels labels.Labels // a copy owned by the cache, compared in full: a hash collision must not skip validation
 	hash   uint64
 	metric *catalogue.Metric
+	rmp    string // the meter, for the consent of its load curve
 	// ref is the storage's reference of the series at its last append, 0
 	// before. storage.AppenderV2 lets a caller pass back a reference from an
 	// earlier transaction; the TSDB looks the series up by labels when the
@@ -116,7 +117,7 @@ func (c *validCache) validate(ls labels.Labels) (*validSeries, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &validSeries{labels: ls, hash: h, metric: m}
+	v := &validSeries{labels: ls, hash: h, metric: m, rmp: ls.Get(catalogue.LabelRMP)}
 	if !ls.Has(labels.MetricName) || !ls.IsValid(model.UTF8Validation) {
 		return v, nil // valid for the catalogue, but not to be remembered as passing the handler's checks
 	}
@@ -126,6 +127,7 @@ func (c *validCache) validate(ls labels.Labels) (*validSeries, error) {
 	// The labels may live in a decoder's scratch buffer reused for the next
 	// series: keep a copy.
 	v.labels = ls.Copy()
+	v.rmp = v.labels.Get(catalogue.LabelRMP)
 	c.mu.Lock()
 	if len(c.series) >= maxCachedSeries {
 		clear(c.series)
