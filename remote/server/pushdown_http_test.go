@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,9 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metergate/metergate/pkg/config"
+	"github.com/metergate/metergate/pkg/district"
 	"github.com/metergate/metergate/pkg/enginestore/enginetest"
 	"github.com/metergate/metergate/pkg/gate/gatetest"
+	"github.com/metergate/metergate/pkg/localday"
 	"github.com/metergate/metergate/pkg/registry"
+	rwsender "github.com/metergate/metergate/remote/sender"
 	"github.com/metergate/metergate/remote/server"
 	st "github.com/metergate/metergate/remote/server/servertest"
 )
@@ -91,6 +97,99 @@ func TestEdgesOverEngines(t *testing.T) {
 					require.Equal(t, c.Want, got, "%s (evaluate: %s)", c.Name, evaluate)
 				}
 			}
+		})
+	}
+}
+
+// TestSimulatedDistrictOverEngines: the simulator writes two days of the
+// generated Confluence (7,692 meters, 30 clusters, quartile-only household
+// perimeters, buildings, consents) through metergate into the embedded
+// TSDB and into VictoriaMetrics 1.79.5 and Prometheus 2.42; public,
+// restricted and consented queries over its perimeters, the engines
+// computing, answer byte for byte what the embedded server answers.
+func TestSimulatedDistrictOverEngines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates the whole district")
+	}
+	until := localday.Of(time.Now()).AddDays(-3)
+	reg, err := district.Generate(district.Options{Seed: 7, Until: until})
+	require.NoError(t, err)
+	simulate := func(srv *st.Instance) {
+		s, err := rwsender.New(rwsender.Config{URL: srv.URL + "/api/v1/write", Token: st.SenderToken})
+		require.NoError(t, err)
+		_, err = district.Simulate(context.Background(), reg, district.Config{Model: district.ModelOptions{Seed: 7, Until: until}, Days: 3}, s)
+		require.NoError(t, err)
+		require.NoError(t, s.Close(context.Background()))
+	}
+	embedded := st.Start(t, st.Options{Registry: reg})
+	simulate(embedded)
+
+	// A sample of every kind of perimeter, by the caller who may read it.
+	type query struct{ token, q string }
+	var queries []query
+	seen := map[string]int{}
+	for _, p := range reg.Perimeters {
+		kind := p.Name
+		if i := strings.IndexAny(kind, "-"); i > 0 {
+			kind = kind[:i]
+		}
+		if seen[kind]++; seen[kind] > 2 {
+			continue
+		}
+		metric := "linky_consumption_daily_wh"
+		if p.Flow == "production" {
+			metric = "linky_injection_daily_wh"
+		}
+		sel := fmt.Sprintf("%s{perimeter=%q}", metric, p.Name)
+		token := st.PublicToken
+		switch p.Audience {
+		case registry.Restricted:
+			token = st.RestrictedToken
+		case registry.Consented:
+			if p.UseCase == registry.UC3 {
+				queries = append(queries, query{st.ConsentedToken, sel}, query{st.ConsentedToken, "sum(" + sel + ")"})
+			}
+			continue
+		}
+		if p.Publishes("sum") {
+			queries = append(queries, query{token, "sum(" + sel + ")"})
+			if len(p.GroupBy) > 0 {
+				queries = append(queries, query{token, fmt.Sprintf("sum by (%s) (%s)", strings.Join(p.GroupBy, ","), sel)})
+			}
+		}
+		if p.Publishes("quartile") {
+			queries = append(queries, query{token, "quantile(0.25, " + sel + ")"}, query{token, "quantile(0.5, " + sel + ")"})
+		}
+	}
+	params := func(q string) string {
+		return url.Values{"query": {q}, "start": {fmt.Sprint(until.AddDays(-2).End().Unix())}, "end": {fmt.Sprint(until.End().Unix())}, "step": {"86400"}}.Encode()
+	}
+	published := 0
+	want := map[string]string{}
+	for _, q := range queries {
+		code, body := do(t, http.MethodGet, embedded.URL+"/api/v1/query_range?"+params(q.q), q.token, "", "")
+		require.Equal(t, http.StatusOK, code, "%s: %s", q.q, body)
+		want[q.q] = body
+		if strings.Contains(body, `"values":[[`) {
+			published++
+		}
+	}
+	require.Greater(t, published, len(queries)/2, "most of the sample publishes something")
+	t.Logf("%d queries over %d perimeter kinds, %d publishing something", len(queries), len(seen), published)
+
+	for _, engine := range []*enginetest.Engine{enginetest.VictoriaMetrics(t), enginetest.Prometheus(t)} {
+		t.Run(engine.Kind, func(t *testing.T) {
+			srv := st.Start(t, st.Options{Registry: reg, Edit: remoteEngine(engineOptions(engine, ""))})
+			simulate(srv)
+			drain(t, srv, engine)
+			raw, _ := engineReads(t, engine)
+			for _, q := range queries {
+				code, body := do(t, http.MethodGet, srv.URL+"/api/v1/query_range?"+params(q.q), q.token, "", "")
+				require.Equal(t, http.StatusOK, code, "%s: %s", q.q, body)
+				require.Equal(t, want[q.q], body, q.q)
+			}
+			after, _ := engineReads(t, engine)
+			require.Equal(t, raw, after, "the engine computed: no raw sample read")
 		})
 	}
 }
