@@ -370,8 +370,10 @@ func (g *Gate) pushLeaf(ctx context.Context, reg *registry.Registry, audience re
 			// A group with contributors has every figure its aggregate
 			// needs: a missing maximum must not pass the dominance check.
 			for _, gr := range groups[i] {
-				if need := needed(l.op); !gr.has[need[0]] || !gr.has[need[len(need)-1]] {
-					return nil, fmt.Errorf("%s over %s on %s: the engine counted %d contributors but answered no %v", l.metric.Name, l.perimeter, days[i], gr.n, need)
+				for _, f := range needed(l.op) {
+					if !gr.has[f] {
+						return nil, fmt.Errorf("%s over %s on %s: the engine counted %d contributors but answered no %s", l.metric.Name, l.perimeter, days[i], gr.n, f)
+					}
 				}
 			}
 		}
