@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/record"
@@ -66,6 +67,67 @@ func TestOutOfOrderSamplesSurviveTwoCrashes(t *testing.T) {
 	defer db.Close()
 	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the second start: acknowledged out-of-order samples lost")
 	require.Equal(t, 64, countSamples(t, db, other, at(0), at(63)))
+}
+
+// A crash that leaves the WAL's last record unfinished (a SIGKILL in the
+// middle of a commit, never acknowledged) makes tsdb.Open repair the WAL;
+// the replay stopped at that record, before it read the WBL, so the
+// out-of-order samples were missing from the head, and the compaction of
+// the out-of-order head at the start truncated the WBL, their only copy.
+// OpenEmbedded opens the repaired TSDB again.
+func TestOutOfOrderSamplesSurviveWALRepair(t *testing.T) {
+	o := Options{Retention: 30 * 24 * time.Hour, OutOfOrderWindow: 7 * 24 * time.Hour}
+	dir := t.TempDir()
+	db, err := OpenEmbedded(dir, o, nil, nil)
+	require.NoError(t, err)
+	meter := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
+	base := time.Now().Add(-9 * time.Hour).Truncate(time.Minute)
+	at := func(minute int) int64 { return base.Add(time.Duration(minute) * time.Minute).UnixMilli() }
+	for _, minutes := range [][2]int{{400, 401}, {0, 10}, {401, 402}} { // newest, out of order, last
+		app := db.Appender(context.Background())
+		for m := minutes[0]; m < minutes[1]; m++ {
+			_, err := app.Append(0, meter, at(m), float64(m))
+			require.NoError(t, err)
+		}
+		require.NoError(t, app.Commit())
+	}
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	require.NoError(t, db.Close())
+	// The last commit's record, unfinished.
+	_, last, err := wlog.Segments(filepath.Join(crashed, "wal"))
+	require.NoError(t, err)
+	seg := wlog.SegmentName(filepath.Join(crashed, "wal"), last)
+	b, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	require.Greater(t, len(b), 16)
+	for i := len(b) - 8; i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	require.NoError(t, os.WriteFile(seg, b, 0o644))
+
+	reg := prometheus.NewRegistry()
+	db, err = OpenEmbedded(crashed, o, nil, reg)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, counterValue(t, reg, walCorruptions), "the WAL was repaired")
+	require.Equal(t, 10, countSamples(t, db, meter, at(0), at(9)), "out-of-order samples after the WAL repair")
+	require.NoError(t, db.Close())
+	db, err = OpenEmbedded(crashed, o, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, 10, countSamples(t, db, meter, at(0), at(9)), "out-of-order samples on the next start")
+}
+
+func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func countSamples(t *testing.T, db *Embedded, ls labels.Labels, mint, maxt int64) int {

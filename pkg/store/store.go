@@ -8,8 +8,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,15 +69,117 @@ func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	db, err := tsdb.Open(dir, logger, reg, opts, nil)
+	db, repaired, err := openTSDB(dir, logger, reg, opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
+		return nil, err
+	}
+	if repaired {
+		// Head.Init returns at the first corrupt WAL record, before it
+		// replays the WBL, and tsdb.Open repairs the WAL without running
+		// the replay again (tsdb/head.go Head.Init, tsdb/db.go open,
+		// v0.316.0): the head then lacks every out-of-order sample, and the
+		// WBL records this run writes (m-map markers among them) make the
+		// next replay drop the ones it would find. Open again: the WAL is
+		// repaired, so the replay reads it and the WBL to the end.
+		if err := db.Close(); err != nil {
+			return nil, fmt.Errorf("closing TSDB in %s after repairing its WAL: %w", dir, err)
+		}
+		if db, _, err = openTSDB(dir, logger, reg, opts); err != nil {
+			return nil, err
+		}
 	}
 	if err := compactOutOfOrderHead(context.Background(), db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
 	}
 	return &Embedded{DB: db}, nil
+}
+
+// openTSDB opens the TSDB in dir and tells whether it repaired a corrupt
+// WAL or WBL on the way (prometheus_tsdb_wal_corruptions_total, which the
+// TSDB counts for both).
+func openTSDB(dir string, logger *slog.Logger, reg prometheus.Registerer, opts *tsdb.Options) (*tsdb.DB, bool, error) {
+	own := prometheus.NewRegistry()
+	db, err := tsdb.Open(dir, logger, teeRegisterer{to: reg, own: own}, opts, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("opening TSDB in %s: %w", dir, err)
+	}
+	mfs, err := own.Gather()
+	if err != nil {
+		_ = db.Close()
+		return nil, false, fmt.Errorf("reading the TSDB metrics of %s: %w", dir, err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == walCorruptions {
+			for _, m := range mf.GetMetric() {
+				if m.GetCounter().GetValue() > 0 {
+					return db, true, nil
+				}
+			}
+		}
+	}
+	return db, false, nil
+}
+
+const walCorruptions = "prometheus_tsdb_wal_corruptions_total"
+
+// teeRegisterer registers the TSDB's metrics with the caller's registerer
+// (if any) and with own, which OpenEmbedded reads. The TSDB registers
+// its metrics again when OpenEmbedded reopens it: a metric already
+// registered is replaced by the new one, except the corruption count,
+// which keeps the repair the first open made.
+type teeRegisterer struct {
+	to  prometheus.Registerer
+	own *prometheus.Registry
+}
+
+func (t teeRegisterer) Register(c prometheus.Collector) error {
+	if err := t.own.Register(c); err != nil {
+		return err
+	}
+	if t.to == nil {
+		return nil
+	}
+	err := t.to.Register(c)
+	var already prometheus.AlreadyRegisteredError
+	if !errors.As(err, &already) {
+		return err
+	}
+	if describes(c, walCorruptions) {
+		return nil
+	}
+	t.to.Unregister(already.ExistingCollector)
+	return t.to.Register(c)
+}
+
+func (t teeRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (t teeRegisterer) Unregister(c prometheus.Collector) bool {
+	ok := t.own.Unregister(c)
+	if t.to != nil {
+		ok = t.to.Unregister(c) && ok
+	}
+	return ok
+}
+
+// describes tells whether c collects the metric called name.
+func describes(c prometheus.Collector, name string) bool {
+	descs := make(chan *prometheus.Desc)
+	go func() {
+		c.Describe(descs)
+		close(descs)
+	}()
+	found := false
+	for d := range descs {
+		found = found || strings.Contains(d.String(), `fqName: "`+name+`"`)
+	}
+	return found
 }
 
 // compactOutOfOrderHead writes the out-of-order samples the replay has just
