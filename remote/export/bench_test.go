@@ -96,8 +96,15 @@ func loadBenchDistrict(b *testing.B, days int) *benchDistrict {
 	require.NoError(b, err)
 	// The server's storage (96 h head blocks compacted up to 31 days), with
 	// an out-of-order window that takes a backfilled year.
+	// BENCH_EXPORT_BLOCK sets another head block range (the blocks a read
+	// touches are a large part of the export's cost).
+	var block time.Duration
+	if s := os.Getenv("BENCH_EXPORT_BLOCK"); s != "" {
+		block, err = time.ParseDuration(s)
+		require.NoError(b, err)
+	}
 	st, err := store.OpenEmbedded(filepath.Join(dir, "tsdb"), store.Options{
-		Retention: 5 * 365 * 24 * time.Hour, OutOfOrderWindow: 2 * 365 * 24 * time.Hour}, nil, nil)
+		Retention: 5 * 365 * 24 * time.Hour, OutOfOrderWindow: 2 * 365 * 24 * time.Hour, BlockDuration: block}, nil, nil)
 	require.NoError(b, err)
 	db := st.DB
 	db.DisableCompactions()
@@ -117,7 +124,8 @@ func loadBenchDistrict(b *testing.B, days int) *benchDistrict {
 // (the district, its clusters, the producers: sums, quartiles and set
 // sizes) over days of the simulated district, through the gate and an
 // fsync'd audit log, into io.Discard. BENCH_EXPORT_DAYS chooses the days
-// (default 31 and 93, to see that memory does not grow with the range).
+// (default 31 and 93, to see that memory does not grow with the range),
+// BENCH_EXPORT_BLOCK the TSDB's head block range (default the server's).
 //
 //	go test -run '^$' -bench BenchmarkExport -benchtime 3x ./remote/export
 func BenchmarkExport(b *testing.B) {
