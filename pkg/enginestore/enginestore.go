@@ -209,7 +209,7 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Queryable: q, queue: queue, query: newEvaluator(o, rt, raw)}, nil
+	return &Store{Queryable: q, queue: queue, query: newEvaluator(o, rt, raw, reg)}, nil
 }
 
 // Evaluator is the engine's query API, through which the gate has the

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -29,10 +31,24 @@ type Evaluator struct {
 
 	mu       sync.Mutex
 	leftOpen *bool
+
+	// What the engine is asked, for operators: the cost of a query grows
+	// with the members it names (docs/scaling.md).
+	mQueries *prometheus.CounterVec
+	mSeconds prometheus.Histogram
+	mBytes   prometheus.Histogram
 }
 
-func newEvaluator(o Options, rt http.RoundTripper, raw storage.Queryable) *Evaluator {
-	return &Evaluator{base: strings.TrimSuffix(o.ReadURL, "/"), kind: o.Kind, client: &http.Client{Transport: rt, Timeout: o.Timeout}, raw: raw}
+func newEvaluator(o Options, rt http.RoundTripper, raw storage.Queryable, reg prometheus.Registerer) *Evaluator {
+	f := promauto.With(reg)
+	return &Evaluator{base: strings.TrimSuffix(o.ReadURL, "/"), kind: o.Kind, client: &http.Client{Transport: rt, Timeout: o.Timeout}, raw: raw,
+		mQueries: f.NewCounterVec(prometheus.CounterOpts{Name: "metergate_engine_queries_total",
+			Help: "PromQL queries the gate sent to the engine's query API, by outcome (ok, error)."}, []string{"outcome"}),
+		mSeconds: f.NewHistogram(prometheus.HistogramOpts{Name: "metergate_engine_query_seconds",
+			Help: "Time the engine took to answer the gate's queries.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 8)}),
+		mBytes: f.NewHistogram(prometheus.HistogramOpts{Name: "metergate_engine_query_bytes",
+			Help: "Length of the gate's queries to the engine (they name the members of a perimeter).", Buckets: prometheus.ExponentialBuckets(1024, 4, 8)}),
+	}
 }
 
 // Raw reads raw samples through /api/v1/query (a range selector).
@@ -108,7 +124,17 @@ type apiResponse struct {
 	IsPartial bool `json:"isPartial"`
 }
 
-func (a *Evaluator) do(ctx context.Context, path string, form url.Values, want model.ValueType, into any) error {
+func (a *Evaluator) do(ctx context.Context, path string, form url.Values, want model.ValueType, into any) (err error) {
+	start := time.Now()
+	a.mBytes.Observe(float64(len(form.Get("query"))))
+	defer func() {
+		a.mSeconds.Observe(time.Since(start).Seconds())
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		a.mQueries.WithLabelValues(outcome).Inc()
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		return fmt.Errorf("engine query request: %w", err)

@@ -53,14 +53,15 @@ func (f *fakeAPI) seen() ([]*http.Request, []url.Values) {
 	return append([]*http.Request(nil), f.reqs...), append([]url.Values(nil), f.forms...)
 }
 
-func openEvaluator(t *testing.T, o enginestore.Options) *enginestore.Evaluator {
+func openEvaluator(t *testing.T, o enginestore.Options) (*enginestore.Evaluator, *prometheus.Registry) {
 	t.Helper()
 	o.WriteURL = o.ReadURL + "/api/v1/push"
 	o.QueueDir = t.TempDir()
-	s, err := enginestore.Open(o, nil, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	s, err := enginestore.Open(o, nil, reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
-	return s.Evaluator()
+	return s.Evaluator(), reg
 }
 
 // The gate's PromQL goes by POST (it names a perimeter's members), with
@@ -69,7 +70,7 @@ func TestEvaluatorPostsWithTenant(t *testing.T) {
 	f := &fakeAPI{answer: `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"metergate_figure":"0/sum"},"value":[1711839600,"12345.5"]}]}}`}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	ev := openEvaluator(t, enginestore.Options{Kind: enginestore.Mimir, ReadURL: srv.URL + "/prometheus", Tenant: "team-a"})
+	ev, _ := openEvaluator(t, enginestore.Options{Kind: enginestore.Mimir, ReadURL: srv.URL + "/prometheus", Tenant: "team-a"})
 	at := time.UnixMilli(1711839600000)
 	v, err := ev.Query(context.Background(), `sum(x{rmp=~"a|b"})`, at)
 	require.NoError(t, err)
@@ -99,7 +100,7 @@ func TestEvaluatorVictoriaMetrics(t *testing.T) {
 	f := &fakeAPI{answer: `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1711666800,"7"],[1711753200,"4"]]}]}}`}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	ev := openEvaluator(t, enginestore.Options{Kind: enginestore.VictoriaMetrics, ReadURL: srv.URL + "/select/3/prometheus"})
+	ev, reg := openEvaluator(t, enginestore.Options{Kind: enginestore.VictoriaMetrics, ReadURL: srv.URL + "/select/3/prometheus"})
 	m, err := ev.QueryRange(context.Background(), "count(x)", time.UnixMilli(1711666800000), time.UnixMilli(1711753200000), 24*time.Hour)
 	require.NoError(t, err)
 	require.Len(t, m, 1)
@@ -123,6 +124,25 @@ func TestEvaluatorVictoriaMetrics(t *testing.T) {
 	f.set(`{"status":"error","errorType":"422","error":"cannot exceed -search.maxQueryLen=16384"}`)
 	_, err = ev.Query(context.Background(), "count(x)", time.Now())
 	require.ErrorContains(t, err, "maxQueryLen", "the engine's reason reaches the log")
+
+	// Operators see what the engine is asked.
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case mf.GetName() == "metergate_engine_queries_total":
+				got[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				got[mf.GetName()] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	assert.Equal(t, 1.0, got["metergate_engine_queries_total/ok"])
+	assert.Equal(t, 2.0, got["metergate_engine_queries_total/error"], "the partial answer and the refusal")
+	assert.Equal(t, 3.0, got["metergate_engine_query_seconds"])
+	assert.Equal(t, 3.0, got["metergate_engine_query_bytes"])
 }
 
 // Prometheus is asked once how it bounds range windows.
@@ -133,7 +153,7 @@ func TestEvaluatorProbesWindows(t *testing.T) {
 	}{{"3", false}, {"2", true}} {
 		f := &fakeAPI{answer: `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1000000,"` + tc.points + `"]}]}}`}
 		srv := httptest.NewServer(f)
-		ev := openEvaluator(t, enginestore.Options{Kind: enginestore.Prometheus, ReadURL: srv.URL})
+		ev, _ := openEvaluator(t, enginestore.Options{Kind: enginestore.Prometheus, ReadURL: srv.URL})
 		for range 2 {
 			open, err := ev.RangeLeftOpen(context.Background())
 			require.NoError(t, err)
