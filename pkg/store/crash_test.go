@@ -118,6 +118,59 @@ func TestOutOfOrderSamplesSurviveWALRepair(t *testing.T) {
 	require.Equal(t, 10, countSamples(t, db, meter, at(0), at(9)), "out-of-order samples on the next start")
 }
 
+// Both at once: a WBL marker of a lost chunk and an unfinished WAL record.
+// The first open replays the WAL and writes head chunks of its own; if they
+// stayed on disk, the second open (after the repair) would honour the
+// marker and drop the chunk's samples, as the second start of
+// TestOutOfOrderSamplesSurviveTwoCrashes does.
+func TestOutOfOrderSamplesSurviveWALRepairAndLostChunk(t *testing.T) {
+	o := Options{Retention: 30 * 24 * time.Hour, OutOfOrderWindow: 7 * 24 * time.Hour}
+	dir := t.TempDir()
+	db, err := OpenEmbedded(dir, o, nil, nil)
+	require.NoError(t, err)
+	meter := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
+	other := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000002")
+	base := time.Now().Add(-9 * time.Hour).Truncate(time.Minute)
+	at := func(minute int) int64 { return base.Add(time.Duration(minute) * time.Minute).UnixMilli() }
+	appendMinutes := func(ls labels.Labels, from, to int) {
+		app := db.Appender(context.Background())
+		for m := from; m < to; m++ {
+			_, err := app.Append(0, ls, at(m), float64(m))
+			require.NoError(t, err)
+		}
+		require.NoError(t, app.Commit())
+	}
+	appendMinutes(other, 0, 400) // in order: the replay cuts and m-maps head chunks
+	appendMinutes(meter, 400, 401)
+	appendMinutes(meter, 0, 32)
+	appendMinutes(meter, 32, 33) // cuts the out-of-order chunk: marker, then this sample
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	require.NoError(t, db.Close())
+	dropLastWBLRecord(t, crashed)
+	_, last, err := wlog.Segments(filepath.Join(crashed, "wal"))
+	require.NoError(t, err)
+	seg := wlog.SegmentName(filepath.Join(crashed, "wal"), last)
+	b, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	for i := len(b) - 8; i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	require.NoError(t, os.WriteFile(seg, b, 0o644))
+
+	reg := prometheus.NewRegistry()
+	db, err = OpenEmbedded(crashed, o, nil, reg)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, counterValue(t, reg, walCorruptions), "the WAL was repaired")
+	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the WAL repair")
+	require.Equal(t, 400, countSamples(t, db, other, at(0), at(399)))
+	require.NoError(t, db.Close())
+	db, err = OpenEmbedded(crashed, o, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "on the next start")
+}
+
 func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()

@@ -10,7 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -69,23 +72,46 @@ func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	db, repaired, err := openTSDB(dir, logger, reg, opts)
+	if reg != nil {
+		reg = replacingRegisterer{reg}
+	}
+	wal, chunks := filepath.Join(dir, "wal"), filepath.Join(dir, "chunks_head")
+	walBefore, err := fileSizes(wal)
 	if err != nil {
 		return nil, err
 	}
-	if repaired {
-		// Head.Init returns at the first corrupt WAL record, before it
-		// replays the WBL, and tsdb.Open repairs the WAL without running
-		// the replay again (tsdb/head.go Head.Init, tsdb/db.go open,
-		// v0.316.0): the head then lacks every out-of-order sample, and the
-		// WBL records this run writes (m-map markers among them) make the
-		// next replay drop the ones it would find. Open again: the WAL is
-		// repaired, so the replay reads it and the WBL to the end.
+	chunksBefore, err := fileSizes(chunks)
+	if err != nil {
+		return nil, err
+	}
+	db, err := tsdb.Open(dir, logger, reg, opts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening TSDB in %s: %w", dir, err)
+	}
+	walAfter, err := fileSizes(wal)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if changed(walBefore, walAfter) {
+		// The WAL was repaired. Head.Init returns at the first corrupt WAL
+		// record, before it replays the WBL, and tsdb.Open repairs the WAL
+		// without running the replay again (tsdb/head.go Head.Init,
+		// tsdb/db.go open, v0.316.0): the head lacks every out-of-order
+		// sample, and the WBL records this run would write (m-map markers
+		// among them) make the next replay drop the ones it would find.
+		// Open again: the WAL is sound now, the replay reads it and the
+		// WBL to the end. The head chunks the first replay wrote go first:
+		// on disk, they would make the second replay honour WBL markers of
+		// chunks lost in the crash (see compactOutOfOrderHead).
 		if err := db.Close(); err != nil {
 			return nil, fmt.Errorf("closing TSDB in %s after repairing its WAL: %w", dir, err)
 		}
-		if db, _, err = openTSDB(dir, logger, reg, opts); err != nil {
+		if err := removeNew(chunks, chunksBefore); err != nil {
 			return nil, err
+		}
+		if db, err = tsdb.Open(dir, logger, reg, opts, nil); err != nil {
+			return nil, fmt.Errorf("opening TSDB in %s after repairing its WAL: %w", dir, err)
 		}
 	}
 	if err := compactOutOfOrderHead(context.Background(), db); err != nil {
@@ -95,52 +121,70 @@ func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Reg
 	return &Embedded{DB: db}, nil
 }
 
-// openTSDB opens the TSDB in dir and tells whether it repaired a corrupt
-// WAL or WBL on the way (prometheus_tsdb_wal_corruptions_total, which the
-// TSDB counts for both).
-func openTSDB(dir string, logger *slog.Logger, reg prometheus.Registerer, opts *tsdb.Options) (*tsdb.DB, bool, error) {
-	own := prometheus.NewRegistry()
-	db, err := tsdb.Open(dir, logger, teeRegisterer{to: reg, own: own}, opts, nil)
-	if err != nil {
-		return nil, false, fmt.Errorf("opening TSDB in %s: %w", dir, err)
+// fileSizes lists the files of dir (none if it does not exist) with their
+// sizes.
+func fileSizes(dir string) (map[string]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
 	}
-	mfs, err := own.Gather()
 	if err != nil {
-		_ = db.Close()
-		return nil, false, fmt.Errorf("reading the TSDB metrics of %s: %w", dir, err)
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == walCorruptions {
-			for _, m := range mf.GetMetric() {
-				if m.GetCounter().GetValue() > 0 {
-					return db, true, nil
-				}
+	sizes := map[string]int64{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", dir, err)
+		}
+		sizes[e.Name()] = info.Size()
+	}
+	return sizes, nil
+}
+
+// changed tells whether a file of before is gone or of another size in
+// after: a WAL repair rewrites the corrupt segment and removes the later
+// ones, while opening only adds a segment.
+func changed(before, after map[string]int64) bool {
+	for name, size := range before {
+		if now, ok := after[name]; !ok || now != size {
+			return true
+		}
+	}
+	return false
+}
+
+// removeNew removes the files of dir that are not in before.
+func removeNew(dir string, before map[string]int64) error {
+	after, err := fileSizes(dir)
+	if err != nil {
+		return err
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("removing the head chunks of the replay before a WAL repair: %w", err)
 			}
 		}
 	}
-	return db, false, nil
+	return nil
 }
 
 const walCorruptions = "prometheus_tsdb_wal_corruptions_total"
 
-// teeRegisterer registers the TSDB's metrics with the caller's registerer
-// (if any) and with own, which OpenEmbedded reads. The TSDB registers
-// its metrics again when OpenEmbedded reopens it: a metric already
-// registered is replaced by the new one, except the corruption count,
-// which keeps the repair the first open made.
-type teeRegisterer struct {
-	to  prometheus.Registerer
-	own *prometheus.Registry
+// replacingRegisterer lets OpenEmbedded open the TSDB a second time with
+// the caller's registerer: a metric the first open registered is replaced
+// by the new one, except the corruption count, which keeps the repair the
+// first open made.
+type replacingRegisterer struct {
+	prometheus.Registerer
 }
 
-func (t teeRegisterer) Register(c prometheus.Collector) error {
-	if err := t.own.Register(c); err != nil {
-		return err
-	}
-	if t.to == nil {
-		return nil
-	}
-	err := t.to.Register(c)
+func (r replacingRegisterer) Register(c prometheus.Collector) error {
+	err := r.Registerer.Register(c)
 	var already prometheus.AlreadyRegisteredError
 	if !errors.As(err, &already) {
 		return err
@@ -148,24 +192,16 @@ func (t teeRegisterer) Register(c prometheus.Collector) error {
 	if describes(c, walCorruptions) {
 		return nil
 	}
-	t.to.Unregister(already.ExistingCollector)
-	return t.to.Register(c)
+	r.Registerer.Unregister(already.ExistingCollector)
+	return r.Registerer.Register(c)
 }
 
-func (t teeRegisterer) MustRegister(cs ...prometheus.Collector) {
+func (r replacingRegisterer) MustRegister(cs ...prometheus.Collector) {
 	for _, c := range cs {
-		if err := t.Register(c); err != nil {
+		if err := r.Register(c); err != nil {
 			panic(err)
 		}
 	}
-}
-
-func (t teeRegisterer) Unregister(c prometheus.Collector) bool {
-	ok := t.own.Unregister(c)
-	if t.to != nil {
-		ok = t.to.Unregister(c) && ok
-	}
-	return ok
 }
 
 // describes tells whether c collects the metric called name.
