@@ -129,6 +129,17 @@ func loadBenchDistrict(b *testing.B, days int) *benchDistrict {
 //
 //	go test -run '^$' -bench BenchmarkExport -benchtime 3x ./remote/export
 func BenchmarkExport(b *testing.B) {
+	// The districts are shared by the sizes' sub-benchmarks and their
+	// repeated runs; they go when the whole benchmark is done.
+	b.Cleanup(func() {
+		benchMu.Lock()
+		defer benchMu.Unlock()
+		for days, d := range benchDistricts {
+			_ = d.db.Close()
+			_ = os.RemoveAll(d.dir)
+			delete(benchDistricts, days)
+		}
+	})
 	sizes := []int{31, 93}
 	if s := os.Getenv("BENCH_EXPORT_DAYS"); s != "" {
 		n, err := strconv.Atoi(s)
