@@ -310,75 +310,112 @@ func (g *Gate) pushLeaf(ctx context.Context, reg *registry.Registry, audience re
 		}
 		sigs[i] = string(sig.Sum(nil))
 	}
-	// The engine's side, one query per run of days with the same groups.
+	// The engine's side, one query per run of days with the same groups;
+	// runs (a year has a few, cut at the clock changes) are asked at once,
+	// a few at a time.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		slots = make(chan struct{}, runsInFlight)
+	)
 	for _, r := range runs(days, func(i, j int) bool { return sigs[i] == sigs[j] }) {
 		gs := groups[r.first]
 		if len(gs) == 0 {
 			continue
 		}
-		// Most runs have one series per RMP: ask first, and leave out the
-		// agreement check when so.
-		var members []string
-		for _, gr := range gs {
-			for _, prms := range gr.cells {
-				members = append(members, prms...)
-			}
-		}
-		several, _, err := g.push.eval(ctx, multiSeriesExpr(l.metric.DerivedFrom, alternation(members), window, r.length), r)
-		if err != nil {
-			return nil, fmt.Errorf("%s over %s: %w", l.metric.Name, l.perimeter, err)
-		}
-		single := len(several) == 0
-		var parts []string
-		for gi, gr := range gs {
-			var all []string
-			for _, id := range sortedCells(gr.cells) {
-				prms := gr.cells[id]
-				all = append(all, prms...)
-				parts = append(parts, tagged("count("+dailyExpr(l.metric.DerivedFrom, alternation(prms), window, r.length, single)+")", fmt.Sprintf("%d/n/%d", gi, id)))
-			}
-			daily := dailyExpr(l.metric.DerivedFrom, alternation(all), window, r.length, single)
-			switch l.op {
-			case parser.SUM:
-				parts = append(parts,
-					tagged("sum("+daily+")", fmt.Sprintf("%d/sum", gi)),
-					tagged("max("+daily+")", fmt.Sprintf("%d/max", gi)))
-			case parser.QUANTILE:
-				parts = append(parts, tagged(fmt.Sprintf("quantile(%s, %s)", strconv.FormatFloat(l.q, 'g', -1, 64), daily), fmt.Sprintf("%d/q", gi)))
-			default:
-				return nil, errors.New("gate: a leaf without aggregation reached the aggregate path")
-			}
-		}
-		metrics, values, err := g.push.eval(ctx, strings.Join(parts, " or "), r)
-		if err != nil {
-			return nil, fmt.Errorf("%s over %s: %w", l.metric.Name, l.perimeter, err)
-		}
-		// Every day of the run gets its own copy of the groups.
-		for k := range r.n {
-			i := r.first + k
-			groups[i] = cloneGroups(gs)
-			for m, metric := range metrics {
-				v, ok := values[m][k]
-				if !ok {
-					continue
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			byDay, err := g.pushRun(ctx, l, r, gs, window, days)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = err
 				}
-				if err := setFigure(groups[i], string(metric[figureLabel]), v); err != nil {
-					return nil, err
-				}
+				return
 			}
-			groups[i] = slices.DeleteFunc(groups[i], func(gr *pushedGroup) bool { return gr.n == 0 })
-			// A group with contributors has every figure its aggregate
-			// needs: a missing maximum must not pass the dominance check.
-			for _, gr := range groups[i] {
-				for _, f := range needed(l.op) {
-					if !gr.has[f] {
-						return nil, fmt.Errorf("%s over %s on %s: the engine counted %d contributors but answered no %s", l.metric.Name, l.perimeter, days[i], gr.n, f)
-					}
-				}
-			}
-		}
+			copy(groups[r.first:r.first+r.n], byDay) // runs are disjoint
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
 	}
 	return groups, nil
+}
+
+// runsInFlight bounds the runs of one aggregate asked of the engine at once.
+const runsInFlight = 4
+
+// pushRun asks the engine the figures of leaf l's groups gs over run r,
+// and returns the groups of each day of the run with their figures.
+func (g *Gate) pushRun(ctx context.Context, l *leaf, r dayRun, gs []*pushedGroup, window string, days []localday.Day) ([][]*pushedGroup, error) {
+	// Most runs have one series per RMP: ask first, and leave out the
+	// agreement check when so.
+	var members []string
+	for _, gr := range gs {
+		for _, prms := range gr.cells {
+			members = append(members, prms...)
+		}
+	}
+	several, _, err := g.push.eval(ctx, multiSeriesExpr(l.metric.DerivedFrom, alternation(members), window, r.length), r)
+	if err != nil {
+		return nil, fmt.Errorf("%s over %s: %w", l.metric.Name, l.perimeter, err)
+	}
+	single := len(several) == 0
+	var parts []string
+	for gi, gr := range gs {
+		var all []string
+		for _, id := range sortedCells(gr.cells) {
+			prms := gr.cells[id]
+			all = append(all, prms...)
+			parts = append(parts, tagged("count("+dailyExpr(l.metric.DerivedFrom, alternation(prms), window, r.length, single)+")", fmt.Sprintf("%d/n/%d", gi, id)))
+		}
+		daily := dailyExpr(l.metric.DerivedFrom, alternation(all), window, r.length, single)
+		switch l.op {
+		case parser.SUM:
+			parts = append(parts,
+				tagged("sum("+daily+")", fmt.Sprintf("%d/sum", gi)),
+				tagged("max("+daily+")", fmt.Sprintf("%d/max", gi)))
+		case parser.QUANTILE:
+			parts = append(parts, tagged(fmt.Sprintf("quantile(%s, %s)", strconv.FormatFloat(l.q, 'g', -1, 64), daily), fmt.Sprintf("%d/q", gi)))
+		default:
+			return nil, errors.New("gate: a leaf without aggregation reached the aggregate path")
+		}
+	}
+	metrics, values, err := g.push.eval(ctx, strings.Join(parts, " or "), r)
+	if err != nil {
+		return nil, fmt.Errorf("%s over %s: %w", l.metric.Name, l.perimeter, err)
+	}
+	// Every day of the run gets its own copy of the groups.
+	out := make([][]*pushedGroup, r.n)
+	for k := range r.n {
+		day := cloneGroups(gs)
+		for m, metric := range metrics {
+			v, ok := values[m][k]
+			if !ok {
+				continue
+			}
+			if err := setFigure(day, string(metric[figureLabel]), v); err != nil {
+				return nil, err
+			}
+		}
+		day = slices.DeleteFunc(day, func(gr *pushedGroup) bool { return gr.n == 0 })
+		// A group with contributors has every figure its aggregate needs:
+		// a missing maximum must not pass the dominance check.
+		for _, gr := range day {
+			for _, f := range needed(l.op) {
+				if !gr.has[f] {
+					return nil, fmt.Errorf("%s over %s on %s: the engine counted %d contributors but answered no %s", l.metric.Name, l.perimeter, days[r.first+k], gr.n, f)
+				}
+			}
+		}
+		out[k] = day
+	}
+	return out, nil
 }
 
 // needed are the figures an aggregate needs besides the counts.

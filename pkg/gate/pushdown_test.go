@@ -44,44 +44,46 @@ func toMetric(ls labels.Labels) model.Metric {
 	return m
 }
 
-func (p *promAPI) exec(ctx context.Context, q promql.Query, err error) (parser.Value, error) {
+// exec runs q and hands its value to use before closing it: the engine
+// recycles a closed query's points for the queries that follow.
+func (p *promAPI) exec(ctx context.Context, q promql.Query, err error, use func(parser.Value)) error {
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer q.Close()
 	p.queries.Add(1)
 	r := q.Exec(ctx)
-	return r.Value, r.Err
+	if r.Err != nil {
+		return r.Err
+	}
+	use(r.Value)
+	return nil
 }
 
 func (p *promAPI) Query(ctx context.Context, qs string, ts time.Time) (model.Vector, error) {
 	q, err := p.eng.NewInstantQuery(ctx, p.q, nil, qs, ts)
-	v, err := p.exec(ctx, q, err)
-	if err != nil {
-		return nil, err
-	}
 	var out model.Vector
-	for _, s := range v.(promql.Vector) {
-		out = append(out, &model.Sample{Metric: toMetric(s.Metric), Timestamp: model.Time(s.T), Value: model.SampleValue(s.F)})
-	}
-	return out, nil
+	err = p.exec(ctx, q, err, func(v parser.Value) {
+		for _, s := range v.(promql.Vector) {
+			out = append(out, &model.Sample{Metric: toMetric(s.Metric), Timestamp: model.Time(s.T), Value: model.SampleValue(s.F)})
+		}
+	})
+	return out, err
 }
 
 func (p *promAPI) QueryRange(ctx context.Context, qs string, start, end time.Time, step time.Duration) (model.Matrix, error) {
 	q, err := p.eng.NewRangeQuery(ctx, p.q, nil, qs, start, end, step)
-	v, err := p.exec(ctx, q, err)
-	if err != nil {
-		return nil, err
-	}
 	var out model.Matrix
-	for _, s := range v.(promql.Matrix) {
-		ss := &model.SampleStream{Metric: toMetric(s.Metric)}
-		for _, f := range s.Floats {
-			ss.Values = append(ss.Values, model.SamplePair{Timestamp: model.Time(f.T), Value: model.SampleValue(f.F)})
+	err = p.exec(ctx, q, err, func(v parser.Value) {
+		for _, s := range v.(promql.Matrix) {
+			ss := &model.SampleStream{Metric: toMetric(s.Metric)}
+			for _, f := range s.Floats {
+				ss.Values = append(ss.Values, model.SamplePair{Timestamp: model.Time(f.T), Value: model.SampleValue(f.F)})
+			}
+			out = append(out, ss)
 		}
-		out = append(out, ss)
-	}
-	return out, nil
+	})
+	return out, err
 }
 
 // RangeLeftOpen asks the engine, as enginestore does of Prometheus.
