@@ -251,3 +251,27 @@ func TestWALGuardRunsNewSeriesAlone(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, code, body)
 	require.Equal(t, 2, mem.appenders)
 }
+
+// Remote-write 2.0 answers carry the counts of what was written, as
+// Prometheus's handler sets them; 1.0 answers do not, as in Prometheus.
+func TestWrittenHeaders(t *testing.T) {
+	now := time.Now()
+	h := ingest.NewHandler(ingest.Options{Storage: &memStore{}})
+	for _, tc := range []struct {
+		ct      string
+		enc     func(testing.TB, []st.Series) []byte
+		samples string
+	}{{st.ContentTypeV2, st.EncodeV2, "6"}, {st.ContentTypeV1, st.EncodeV1, ""}} {
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(tc.enc(t, series(3, 2, now))))
+		req.Header.Set("Content-Type", tc.ct)
+		req.Header.Set("Content-Encoding", "snappy")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+		require.Equal(t, tc.samples, rec.Header().Get("X-Prometheus-Remote-Write-Samples-Written"), tc.ct)
+		if tc.samples != "" {
+			require.Equal(t, "0", rec.Header().Get("X-Prometheus-Remote-Write-Histograms-Written"))
+			require.Equal(t, "0", rec.Header().Get("X-Prometheus-Remote-Write-Exemplars-Written"))
+		}
+	}
+}
