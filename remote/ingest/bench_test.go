@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	vmprompb "github.com/VictoriaMetrics/VictoriaMetrics/lib/prompb"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -98,9 +99,10 @@ func dplus1Bodies(b *testing.B, meters int, day localday.Day, batch int) ([][]by
 // BenchmarkDecodeV1 compares decoding live-shaped remote-write 1.0 bodies
 // (one sample per series, 2,000 series per request) with the generated
 // prompb.WriteRequest.Unmarshal, which Prometheus's handler uses and
-// rwbench's decode-only floor measures, and with decodeV1, first seeing
-// the series (labels decoded) and then again (label fields found in the
-// validation cache as sent). Snappy is left out: both pay it alike.
+// rwbench's decode-only floor measures, and with what v1Writer does:
+// VictoriaMetrics' unmarshaler after the check for exemplars and
+// histograms, then (cached) each series' labels found in the validation
+// cache as given. Snappy is left out: all pay it alike.
 func BenchmarkDecodeV1(b *testing.B) {
 	const meters, steps = 2000, 48
 	var raws [][]byte
@@ -130,35 +132,41 @@ func BenchmarkDecodeV1(b *testing.B) {
 		b.ReportMetric(samples*float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 	})
 	for _, cached := range []bool{false, true} {
-		name := "in-place/labels"
+		name := "vm"
 		c := newValidCache()
 		if cached {
-			name = "in-place/cached"
-			for _, raw := range raws[:1] {
-				var s v1Series
-				require.NoError(b, decodeV1(raw, &s, nil, func(ts *v1Series) error {
-					var sb labels.ScratchBuilder
-					for _, l := range ts.labels {
-						sb.Add(string(l.name), string(l.value))
-					}
-					sb.Sort()
-					v, err := c.validate(sb.Labels())
-					require.NoError(b, err)
-					c.rememberWire(ts.wire, v)
-					return nil
-				}))
+			name = "vm/cached"
+			wru := vmprompb.GetWriteRequestUnmarshaler()
+			wr, err := wru.UnmarshalProtobuf(raws[0])
+			require.NoError(b, err)
+			for _, ts := range wr.Timeseries {
+				var sb labels.ScratchBuilder
+				for _, l := range ts.Labels {
+					sb.Add(l.Name, l.Value)
+				}
+				sb.Sort()
+				v, err := c.validate(sb.Labels())
+				require.NoError(b, err)
+				c.rememberGiven(ts.Labels, v)
 			}
+			vmprompb.PutWriteRequestUnmarshaler(wru)
 		}
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
-			var s v1Series
 			n := 0
 			for b.Loop() {
 				for _, raw := range raws {
-					require.NoError(b, decodeV1(raw, &s, c.lookupWire, func(ts *v1Series) error {
-						n += len(ts.samples)
-						return nil
-					}))
+					require.False(b, needsGenerated(raw))
+					wru := vmprompb.GetWriteRequestUnmarshaler()
+					wr, err := wru.UnmarshalProtobuf(raw)
+					require.NoError(b, err)
+					for _, ts := range wr.Timeseries {
+						if cached && c.lookupGiven(ts.Labels) == nil {
+							b.Fatal("not in the cache")
+						}
+						n += len(ts.Samples)
+					}
+					vmprompb.PutWriteRequestUnmarshaler(wru)
 				}
 			}
 			b.ReportMetric(samples*float64(b.N)/b.Elapsed().Seconds(), "samples/s")

@@ -2,8 +2,8 @@
 //
 // The status codes senders act on come from Prometheus's own write handler
 // (storage/remote), which decodes remote-write 2.0; 1.0, the shape of every
-// live sender, is decoded in one pass without materialising the request,
-// with the same answers (v1.go). This package puts the metric catalogue and
+// live sender, is decoded by VictoriaMetrics' allocation-free unmarshaler
+// (lib/prompb), with the same answers (v1.go, v1wire.go). This package puts the metric catalogue and
 // the collection policy between that handler and storage, bounds the body
 // size, and turns refused series into a 400 that names them. What the
 // storage acknowledged (204, or 400 for the refused part only) is in its

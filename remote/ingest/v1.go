@@ -11,26 +11,32 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unsafe"
 
+	vmprompb "github.com/VictoriaMetrics/VictoriaMetrics/lib/prompb"
 	"github.com/klauspost/compress/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 )
 
-// Remote-write 1.0 is stored by v1Writer, in one pass over the request
-// decoded in place (decode.go), with pooled buffers for the body and its
-// decompression; 2.0 stays with Prometheus's write handler. Prometheus's
-// handler remains the reference for 1.0 too: the HTTP side is the very
-// same code (remoteapi's handler: content type, 415, the answer and its
-// headers), and v1Writer.Store does what the 1.0 branch of Prometheus's
-// writeHandler.Store does (storage/remote/write_handler.go, v0.316.0): the
-// same label checks, the same time limit, the same order of appends, the
-// same status for each error. The tests of this package and of
+// Remote-write 1.0 is stored by v1Writer, decoded by VictoriaMetrics'
+// allocation-free WriteRequest unmarshaler (lib/prompb: label names and
+// values stay strings over the decompressed body, samples go to pooled
+// slices), with pooled buffers for the body and its decompression; 2.0
+// stays with Prometheus's write handler. Prometheus's handler remains the
+// reference for 1.0 too: the HTTP side is the very same code (remoteapi's
+// handler: content type, 415, the answer and its headers), and
+// v1Writer.Store does what the 1.0 branch of Prometheus's writeHandler.Store
+// does (storage/remote/write_handler.go, v0.316.0): the same label checks,
+// the same time limit, the same order of appends, the same status for each
+// error. A request VictoriaMetrics' unmarshaler would decode differently
+// from Prometheus's generated one (native histograms, which it turns into
+// bucket series; exemplars, which it drops) or refuses is decoded by the
+// generated one instead (v1wire.go). The tests of this package and of
 // remote/server run both versions through the same cases.
 
 // maxDecodedSize is remoteapi's bound on a decompressed body (32 MiB).
@@ -178,11 +184,13 @@ type v1Writer struct {
 
 // v1State is the scratch space of one request, pooled.
 type v1State struct {
-	series    v1Series
 	b         labels.ScratchBuilder
 	ls        labels.Labels
 	eb        labels.ScratchBuilder
 	exemplars []exemplar.Exemplar
+	// A series of a request decoded by the generated code (v1wire.go).
+	labels  []vmprompb.Label
+	samples []vmprompb.Sample
 }
 
 var v1States = sync.Pool{New: func() any { return &v1State{b: labels.NewScratchBuilder(16), eb: labels.NewScratchBuilder(4)} }}
@@ -221,61 +229,60 @@ func isOutOfOrder(err error) bool {
 
 var errTooFarInFuture = fmt.Errorf("%w: timestamp is too far in the future", storage.ErrOutOfBounds)
 
-// yolo views b as a string without copying: the labels built from it are
-// copied (labels.ScratchBuilder, validCache) before b is reused.
-func yolo(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+// v1Series is one TimeSeries of a request, as either decoder found it.
+// Histograms and exemplars come only from the generated decoder.
+type v1Series struct {
+	labels     []vmprompb.Label
+	samples    []vmprompb.Sample
+	histograms []prompb.Histogram
+	exemplars  []prompb.Exemplar
+}
 
-// write decodes the request and appends it series by series, committing
-// only if all of it decoded and appended.
+// write decodes the whole request, then appends it series by series,
+// committing only if all of it appended. A body that is not a
+// WriteRequest fails as a *wireError (400) before anything is appended.
 func (s *v1Writer) write(ctx context.Context, raw []byte) error {
-	a := s.app.AppenderV2(ctx).(*validatingAppender)
 	st := v1States.Get().(*v1State)
 	defer v1States.Put(st)
+	wru := vmprompb.GetWriteRequestUnmarshaler()
+	defer vmprompb.PutWriteRequestUnmarshaler(wru)
+
+	var vm *vmprompb.WriteRequest
+	var gen prompb.WriteRequest
+	if !needsGenerated(raw) {
+		var err error
+		if vm, err = wru.UnmarshalProtobuf(raw); err != nil {
+			// What VictoriaMetrics' unmarshaler refuses, Prometheus's may
+			// accept (an unknown group field, a varint past 64 bits): the
+			// generated code has the last word on what is malformed.
+			vm = nil
+		}
+	}
+	if vm == nil {
+		if err := gen.Unmarshal(raw); err != nil {
+			return &wireError{err}
+		}
+		defer st.releaseGenerated()
+	}
+
+	a := s.app.AppenderV2(ctx).(*validatingAppender)
 	maxTime := time.Now().Add(maxAheadTime).UnixMilli()
 	invalid := 0
-	err := decodeV1(raw, &st.series, s.app.valid.lookupWire, func(ts *v1Series) error {
-		if ts.known != nil {
-			// The same label fields as a series found valid before.
-			return s.appendSeries(a, st, ts, ts.known.labels, ts.known, maxTime)
-		}
-		st.b.Reset()
-		for _, l := range ts.labels {
-			st.b.Add(yolo(l.name), yolo(l.value))
-		}
-		st.b.Sort()
-		st.b.Overwrite(&st.ls)
-		ls := st.ls
-		hash := ls.Hash()
-		known := s.app.valid.lookup(hash, ls)
-		if known != nil {
-			// Found valid before: it passed the checks below then.
-			ls = known.labels
-		} else {
-			if !ls.Has(labels.MetricName) || !ls.IsValid(model.UTF8Validation) {
-				s.logger.Warn("Invalid metric names or labels", "got", ls.String())
-				invalid += len(ts.samples) + len(ts.histograms)
-				return nil
-			}
-			if dup, ok := ls.HasDuplicateLabelNames(); ok {
-				s.logger.Warn("Invalid labels for series.", "labels", ls.String(), "duplicated_label", dup)
-				invalid += len(ts.samples) + len(ts.histograms)
-				return nil
-			}
-			ls = ls.Copy()
-		}
-		if err := s.appendSeries(a, st, ts, ls, known, maxTime); err != nil {
-			return err
-		}
-		if ts.wire != nil {
-			if known == nil {
-				known = s.app.valid.lookup(hash, ls) // the appender validated it
-			}
-			if known != nil {
-				s.app.valid.rememberWire(ts.wire, known)
+	var err error
+	if vm != nil {
+		for i := range vm.Timeseries {
+			ts := &vm.Timeseries[i]
+			if err = s.appendSeries(a, st, &v1Series{labels: ts.Labels, samples: ts.Samples}, maxTime, &invalid); err != nil {
+				break
 			}
 		}
-		return nil
-	})
+	} else {
+		for i := range gen.Timeseries {
+			if err = s.appendSeries(a, st, st.fromGenerated(&gen.Timeseries[i]), maxTime, &invalid); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		_ = a.Rollback()
 		return err
@@ -293,20 +300,67 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 	return nil
 }
 
-// appendSeries appends the samples, then the histograms, then the
+// appendSeries finds the labels of one series, checks them as Prometheus's
+// handler does, and appends the series; series with invalid labels are
+// counted in invalid and skipped.
+func (s *v1Writer) appendSeries(a *validatingAppender, st *v1State, ts *v1Series, maxTime int64, invalid *int) error {
+	if known := s.app.valid.lookupGiven(ts.labels); known != nil {
+		// The same labels, as given, as a series found valid before.
+		return s.appendSamples(a, st, ts, known.labels, known, maxTime)
+	}
+	st.b.Reset()
+	for _, l := range ts.labels {
+		st.b.Add(l.Name, l.Value)
+	}
+	st.b.Sort()
+	st.b.Overwrite(&st.ls)
+	ls := st.ls
+	hash := ls.Hash()
+	known := s.app.valid.lookup(hash, ls)
+	if known != nil {
+		// Found valid before: it passed the checks below then.
+		ls = known.labels
+	} else {
+		if !ls.Has(labels.MetricName) || !ls.IsValid(model.UTF8Validation) {
+			s.logger.Warn("Invalid metric names or labels", "got", ls.String())
+			*invalid += len(ts.samples) + len(ts.histograms)
+			return nil
+		}
+		if dup, ok := ls.HasDuplicateLabelNames(); ok {
+			s.logger.Warn("Invalid labels for series.", "labels", ls.String(), "duplicated_label", dup)
+			*invalid += len(ts.samples) + len(ts.histograms)
+			return nil
+		}
+		// The names and values are strings over the request's buffer,
+		// which the next request reuses.
+		ls = ls.Copy()
+	}
+	if err := s.appendSamples(a, st, ts, ls, known, maxTime); err != nil {
+		return err
+	}
+	if known == nil {
+		known = s.app.valid.lookup(hash, ls) // the appender validated it
+	}
+	if known != nil {
+		s.app.valid.rememberGiven(ts.labels, known)
+	}
+	return nil
+}
+
+// appendSamples appends the samples, then the histograms, then the
 // exemplars of one series, as Prometheus's handler does.
-func (s *v1Writer) appendSeries(a *validatingAppender, st *v1State, ts *v1Series, ls labels.Labels, known *validSeries, maxTime int64) error {
+func (s *v1Writer) appendSamples(a *validatingAppender, st *v1State, ts *v1Series, ls labels.Labels, known *validSeries, maxTime int64) error {
 	var ref storage.SeriesRef
 	var err error
 	for _, x := range ts.samples {
-		if x.t > maxTime {
+		if x.Timestamp > maxTime {
 			err = errTooFarInFuture
 		} else {
-			ref, err = a.append(ref, ls, known, 0, x.t, x.v, nil, nil, storage.AOptions{})
+			ref, err = a.append(ref, ls, known, 0, x.Timestamp, x.Value, nil, nil, storage.AOptions{})
 		}
 		if err != nil {
 			if isOutOfOrder(err) {
-				s.logger.Error("Out of order sample from remote write", "err", err.Error(), "series", ls.String(), "timestamp", x.t)
+				s.logger.Error("Out of order sample from remote write", "err", err.Error(), "series", ls.String(), "timestamp", x.Timestamp)
 			}
 			return err
 		}

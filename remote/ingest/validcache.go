@@ -1,11 +1,13 @@
 package ingest
 
 import (
-	"bytes"
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
+	vmprompb "github.com/VictoriaMetrics/VictoriaMetrics/lib/prompb"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -32,17 +34,17 @@ const maxCachedSeries = 1 << 18
 type validCache struct {
 	mu     sync.RWMutex
 	series map[uint64]*validSeries
-	// wire finds a series by its label fields as a 1.0 sender encodes them,
-	// the same bytes every request: no labels to decode, sort and hash.
-	wire map[uint64]wireSeries
+	// given finds a series by its labels as a 1.0 sender gives them, in
+	// its order, the same every request: no labels to build, sort and hash.
+	given map[uint64]givenSeries
 }
 
-type wireSeries struct {
-	wire   []byte // compared in full, as labels are
+type givenSeries struct {
+	labels []vmprompb.Label // a copy owned by the cache, compared in full, as labels are
 	series *validSeries
 }
 
-var wireSeed = maphash.MakeSeed()
+var givenSeed = maphash.MakeSeed()
 
 type validSeries struct {
 	labels labels.Labels // a copy owned by the cache, compared in full: a hash collision must not skip validation
@@ -68,31 +70,64 @@ func (s *validSeries) appended(ref storage.SeriesRef) {
 }
 
 func newValidCache() *validCache {
-	return &validCache{series: map[uint64]*validSeries{}, wire: map[uint64]wireSeries{}}
+	return &validCache{series: map[uint64]*validSeries{}, given: map[uint64]givenSeries{}}
 }
 
-// lookupWire returns the entry of the series whose label fields were
-// exactly wire when it was found valid, or nil.
-func (c *validCache) lookupWire(wire []byte) *validSeries {
-	h := maphash.Bytes(wireSeed, wire)
+// hashGiven hashes the names and values of ls in their order. A name or
+// value holding the separator may collide with another list: entries are
+// compared in full.
+func hashGiven(ls []vmprompb.Label) uint64 {
+	var h maphash.Hash
+	h.SetSeed(givenSeed)
+	for _, l := range ls {
+		h.WriteString(l.Name)
+		h.WriteByte(0xff)
+		h.WriteString(l.Value)
+		h.WriteByte(0xff)
+	}
+	return h.Sum64()
+}
+
+// lookupGiven returns the entry of the series whose labels, as given, were
+// exactly ls when it was found valid, or nil. The same list builds the same
+// label set, so it passes the same checks.
+func (c *validCache) lookupGiven(ls []vmprompb.Label) *validSeries {
+	h := hashGiven(ls)
 	c.mu.RLock()
-	w, ok := c.wire[h]
+	g, ok := c.given[h]
 	c.mu.RUnlock()
-	if ok && bytes.Equal(w.wire, wire) {
-		return w.series
+	if ok && slices.Equal(g.labels, ls) {
+		return g.series
 	}
 	return nil
 }
 
-// rememberWire records that the label fields wire decode to the valid
-// series v.
-func (c *validCache) rememberWire(wire []byte, v *validSeries) {
-	h := maphash.Bytes(wireSeed, wire)
-	c.mu.Lock()
-	if len(c.wire) >= maxCachedSeries {
-		clear(c.wire)
+// rememberGiven records that the labels ls, as given, make the valid
+// series v. ls may be strings over a request's buffer: they are copied,
+// into one string.
+func (c *validCache) rememberGiven(ls []vmprompb.Label, v *validSeries) {
+	n := 0
+	for _, l := range ls {
+		n += len(l.Name) + len(l.Value)
 	}
-	c.wire[h] = wireSeries{wire: bytes.Clone(wire), series: v}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, l := range ls {
+		sb.WriteString(l.Name)
+		sb.WriteString(l.Value)
+	}
+	all := sb.String()
+	owned := make([]vmprompb.Label, len(ls))
+	for i, l := range ls {
+		owned[i].Name, all = all[:len(l.Name)], all[len(l.Name):]
+		owned[i].Value, all = all[:len(l.Value)], all[len(l.Value):]
+	}
+	h := hashGiven(ls)
+	c.mu.Lock()
+	if len(c.given) >= maxCachedSeries {
+		clear(c.given)
+	}
+	c.given[h] = givenSeries{labels: owned, series: v}
 	c.mu.Unlock()
 }
 
