@@ -226,11 +226,7 @@ func (a *validatingAppender) Commit() error {
 	if g := a.parent.wal; g != nil && a.refused.shared {
 		// Alone (not shared), no other appender is open: no other commit
 		// can overlap this one.
-		refs := make([]storage.SeriesRef, 0, len(a.validated))
-		for ref := range a.validated {
-			refs = append(refs, ref)
-		}
-		err = g.commitAlone(refs, a.next.Commit)
+		err = g.commitAlone(a.next.Commit)
 	} else {
 		err = a.next.Commit()
 	}
