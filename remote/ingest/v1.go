@@ -188,6 +188,8 @@ type v1State struct {
 	ls        labels.Labels
 	eb        labels.ScratchBuilder
 	exemplars []exemplar.Exemplar
+	// The label fields of the series as sent (scanV1).
+	wires [][]byte
 	// A series of a request decoded by the generated code (v1wire.go).
 	labels  []vmprompb.Label
 	samples []vmprompb.Sample
@@ -232,6 +234,9 @@ var errTooFarInFuture = fmt.Errorf("%w: timestamp is too far in the future", sto
 // v1Series is one TimeSeries of a request, as either decoder found it.
 // Histograms and exemplars come only from the generated decoder.
 type v1Series struct {
+	// wire is the series' label fields as sent, when VictoriaMetrics'
+	// unmarshaler decoded them from there (scanV1), nil otherwise.
+	wire       []byte
 	labels     []vmprompb.Label
 	samples    []vmprompb.Sample
 	histograms []prompb.Histogram
@@ -249,7 +254,10 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 
 	var vm *vmprompb.WriteRequest
 	var gen prompb.WriteRequest
-	if !needsGenerated(raw) {
+	var generated bool
+	st.wires, generated = scanV1(raw, st.wires[:0])
+	defer func() { clear(st.wires) }() // references to the request's buffer
+	if !generated {
 		var err error
 		if vm, err = wru.UnmarshalProtobuf(raw); err != nil {
 			// What VictoriaMetrics' unmarshaler refuses, Prometheus's may
@@ -270,9 +278,17 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 	invalid := 0
 	var err error
 	if vm != nil {
+		wires := st.wires
+		if len(wires) != len(vm.Timeseries) {
+			wires = nil // not the series scanV1 expected: no shortcut
+		}
 		for i := range vm.Timeseries {
 			ts := &vm.Timeseries[i]
-			if err = s.appendSeries(a, st, &v1Series{labels: ts.Labels, samples: ts.Samples}, maxTime, &invalid); err != nil {
+			series := v1Series{labels: ts.Labels, samples: ts.Samples}
+			if wires != nil && len(ts.Labels) > 0 && within(ts.Labels[0].Name, wires[i]) {
+				series.wire = wires[i]
+			}
+			if err = s.appendSeries(a, st, &series, maxTime, &invalid); err != nil {
 				break
 			}
 		}
@@ -304,9 +320,11 @@ func (s *v1Writer) write(ctx context.Context, raw []byte) error {
 // handler does, and appends the series; series with invalid labels are
 // counted in invalid and skipped.
 func (s *v1Writer) appendSeries(a *validatingAppender, st *v1State, ts *v1Series, maxTime int64, invalid *int) error {
-	if known := s.app.valid.lookupGiven(ts.labels); known != nil {
-		// The same labels, as given, as a series found valid before.
-		return s.appendSamples(a, st, ts, known.labels, known, maxTime)
+	if ts.wire != nil {
+		if known := s.app.valid.lookupWire(ts.wire); known != nil {
+			// The same label fields as a series found valid before.
+			return s.appendSamples(a, st, ts, known.labels, known, maxTime)
+		}
 	}
 	st.b.Reset()
 	for _, l := range ts.labels {
@@ -341,8 +359,8 @@ func (s *v1Writer) appendSeries(a *validatingAppender, st *v1State, ts *v1Series
 	if known == nil {
 		known = s.app.valid.lookup(hash, ls) // the appender validated it
 	}
-	if known != nil {
-		s.app.valid.rememberGiven(ts.labels, known)
+	if known != nil && ts.wire != nil {
+		s.app.valid.rememberWire(ts.wire, known)
 	}
 	return nil
 }

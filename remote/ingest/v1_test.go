@@ -68,6 +68,15 @@ func v1Seeds(t testing.TB) [][]byte {
 		{Metadata: []prompb.MetricMetadata{{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "x"}}},
 		{Timeseries: []prompb.TimeSeries{{Labels: idx("01234567890130")}}},
 		{},
+		// A series without samples between two with: VictoriaMetrics'
+		// unmarshaler returns no series for it, and the label fields found
+		// by scanV1 must still go with the right series.
+		{Timeseries: []prompb.TimeSeries{
+			{Labels: idx("01234567890131"), Samples: []prompb.Sample{{Timestamp: ms, Value: 8}}},
+			{Labels: idx("01234567890132")},
+			{Labels: lbl("__name__", "up"), Samples: []prompb.Sample{{Timestamp: ms, Value: 9}}},
+			{Labels: idx("01234567890133"), Samples: []prompb.Sample{{Timestamp: ms, Value: 10}}},
+		}},
 	}
 	var out [][]byte
 	for _, r := range reqs {
@@ -84,6 +93,26 @@ func v1Seeds(t testing.TB) [][]byte {
 	}
 	hand := append([]byte{0x10, 0x05, 0x23, 0x08, 0x01, 0x24, 0x0a, byte(len(series))}, series...)
 	out = append(out, hand)
+	// Label fields split by a sample field: not together, no shortcut.
+	split, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: idx("01234567890134"), Samples: []prompb.Sample{{Timestamp: ms, Value: 11}}}}}).Marshal()
+	require.NoError(t, err)
+	// Rebuild the series as: label 1, sample, label 2.
+	var ts prompb.TimeSeries
+	require.NoError(t, ts.Unmarshal(split[2:]))
+	l0, err := ts.Labels[0].Marshal()
+	require.NoError(t, err)
+	l1, err := ts.Labels[1].Marshal()
+	require.NoError(t, err)
+	x, err := ts.Samples[0].Marshal()
+	require.NoError(t, err)
+	var body []byte
+	body = append(body, 0x0a, byte(len(l0)))
+	body = append(body, l0...)
+	body = append(body, 0x12, byte(len(x)))
+	body = append(body, x...)
+	body = append(body, 0x0a, byte(len(l1)))
+	body = append(body, l1...)
+	out = append(out, append([]byte{0x0a, byte(len(body))}, body...))
 	return out
 }
 

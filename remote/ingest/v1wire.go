@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"unsafe"
+
 	vmprompb "github.com/VictoriaMetrics/VictoriaMetrics/lib/prompb"
 	"github.com/VictoriaMetrics/easyproto"
 	"github.com/prometheus/prometheus/prompb"
@@ -26,35 +28,74 @@ type wireError struct{ err error }
 func (e *wireError) Error() string { return "decoding remote-write 1.0 request: " + e.err.Error() }
 func (e *wireError) Unwrap() error { return e.err }
 
-// needsGenerated tells whether a TimeSeries of the request has an exemplar
-// or histogram field (3, 4), whatever its wire type, or whether the
-// request's fields cannot even be delimited, in which case the generated
-// code says what is wrong. It walks the request's and the series' fields
-// with VictoriaMetrics' easyproto, without decoding them.
-func needsGenerated(raw []byte) bool {
+// scanV1 walks the fields of the request and of its series with
+// VictoriaMetrics' easyproto, without decoding them, for two things:
+//
+//   - whether the generated code must decode the request: a series has an
+//     exemplar or histogram field (3, 4), whatever its wire type, or the
+//     fields cannot even be delimited (the generated code then says what
+//     is wrong);
+//   - for each series VictoriaMetrics' unmarshaler will return (those with
+//     a sample field, in order), its label fields as sent when they come
+//     first and together, as every sender encodes them, nil otherwise. The
+//     same bytes decode to the same labels, so a series whose label fields
+//     are those of a series found valid before needs no labels built,
+//     sorted and hashed (validCache.lookupWire).
+func scanV1(raw []byte, wires [][]byte) (_ [][]byte, generated bool) {
 	var fc, sfc easyproto.FieldContext
 	var err error
 	for src := raw; len(src) > 0; {
 		if src, err = fc.NextField(src); err != nil {
-			return true
+			return wires, true
 		}
 		if fc.FieldNum != 1 {
 			continue
 		}
 		series, ok := fc.MessageData()
 		if !ok {
-			return true
+			return wires, true
 		}
-		for len(series) > 0 {
-			if series, err = sfc.NextField(series); err != nil {
-				return true
+		labelsEnd, together, samples := 0, true, false
+		for rest := series; len(rest) > 0; {
+			start := len(series) - len(rest)
+			if rest, err = sfc.NextField(rest); err != nil {
+				return wires, true
 			}
-			if sfc.FieldNum == 3 || sfc.FieldNum == 4 {
-				return true
+			switch sfc.FieldNum {
+			case 1:
+				if labelsEnd == start {
+					labelsEnd = len(series) - len(rest)
+				} else {
+					together = false
+				}
+			case 2:
+				samples = true
+			case 3, 4:
+				return wires, true
 			}
 		}
+		if !samples {
+			continue // VictoriaMetrics' unmarshaler returns no series for it
+		}
+		var wire []byte
+		if together && labelsEnd > 0 {
+			wire = series[:labelsEnd]
+		}
+		wires = append(wires, wire)
 	}
-	return false
+	return wires, false
+}
+
+// within tells whether the string s lies in the bytes b: that the labels
+// VictoriaMetrics' unmarshaler returned for a series come from the label
+// fields scanV1 found for it. Pointers are compared, nothing is read.
+func within(s string, b []byte) bool {
+	if len(s) == 0 || len(b) == 0 {
+		return false
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= lo && p+uintptr(len(s)) <= lo+uintptr(len(b))
 }
 
 // fromGenerated views a series decoded by the generated code as a

@@ -1,13 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"hash/maphash"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
-	vmprompb "github.com/VictoriaMetrics/VictoriaMetrics/lib/prompb"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -34,17 +32,18 @@ const maxCachedSeries = 1 << 18
 type validCache struct {
 	mu     sync.RWMutex
 	series map[uint64]*validSeries
-	// given finds a series by its labels as a 1.0 sender gives them, in
-	// its order, the same every request: no labels to build, sort and hash.
-	given map[uint64]givenSeries
+	// wire finds a series by its label fields as a 1.0 sender encodes them,
+	// the same bytes every request (v1wire.go): no labels to build, sort
+	// and hash.
+	wire map[uint64]wireSeries
 }
 
-type givenSeries struct {
-	labels []vmprompb.Label // a copy owned by the cache, compared in full, as labels are
+type wireSeries struct {
+	wire   []byte // compared in full, as labels are
 	series *validSeries
 }
 
-var givenSeed = maphash.MakeSeed()
+var wireSeed = maphash.MakeSeed()
 
 type validSeries struct {
 	labels labels.Labels // a copy owned by the cache, compared in full: a hash collision must not skip validation
@@ -70,64 +69,31 @@ func (s *validSeries) appended(ref storage.SeriesRef) {
 }
 
 func newValidCache() *validCache {
-	return &validCache{series: map[uint64]*validSeries{}, given: map[uint64]givenSeries{}}
+	return &validCache{series: map[uint64]*validSeries{}, wire: map[uint64]wireSeries{}}
 }
 
-// hashGiven hashes the names and values of ls in their order. A name or
-// value holding the separator may collide with another list: entries are
-// compared in full.
-func hashGiven(ls []vmprompb.Label) uint64 {
-	var h maphash.Hash
-	h.SetSeed(givenSeed)
-	for _, l := range ls {
-		h.WriteString(l.Name)
-		h.WriteByte(0xff)
-		h.WriteString(l.Value)
-		h.WriteByte(0xff)
-	}
-	return h.Sum64()
-}
-
-// lookupGiven returns the entry of the series whose labels, as given, were
-// exactly ls when it was found valid, or nil. The same list builds the same
-// label set, so it passes the same checks.
-func (c *validCache) lookupGiven(ls []vmprompb.Label) *validSeries {
-	h := hashGiven(ls)
+// lookupWire returns the entry of the series whose label fields were
+// exactly wire when it was found valid, or nil.
+func (c *validCache) lookupWire(wire []byte) *validSeries {
+	h := maphash.Bytes(wireSeed, wire)
 	c.mu.RLock()
-	g, ok := c.given[h]
+	w, ok := c.wire[h]
 	c.mu.RUnlock()
-	if ok && slices.Equal(g.labels, ls) {
-		return g.series
+	if ok && bytes.Equal(w.wire, wire) {
+		return w.series
 	}
 	return nil
 }
 
-// rememberGiven records that the labels ls, as given, make the valid
-// series v. ls may be strings over a request's buffer: they are copied,
-// into one string.
-func (c *validCache) rememberGiven(ls []vmprompb.Label, v *validSeries) {
-	n := 0
-	for _, l := range ls {
-		n += len(l.Name) + len(l.Value)
-	}
-	var sb strings.Builder
-	sb.Grow(n)
-	for _, l := range ls {
-		sb.WriteString(l.Name)
-		sb.WriteString(l.Value)
-	}
-	all := sb.String()
-	owned := make([]vmprompb.Label, len(ls))
-	for i, l := range ls {
-		owned[i].Name, all = all[:len(l.Name)], all[len(l.Name):]
-		owned[i].Value, all = all[:len(l.Value)], all[len(l.Value):]
-	}
-	h := hashGiven(ls)
+// rememberWire records that the label fields wire decode to the valid
+// series v.
+func (c *validCache) rememberWire(wire []byte, v *validSeries) {
+	h := maphash.Bytes(wireSeed, wire)
 	c.mu.Lock()
-	if len(c.given) >= maxCachedSeries {
-		clear(c.given)
+	if len(c.wire) >= maxCachedSeries {
+		clear(c.wire)
 	}
-	c.given[h] = givenSeries{labels: owned, series: v}
+	c.wire[h] = wireSeries{wire: bytes.Clone(wire), series: v}
 	c.mu.Unlock()
 }
 
