@@ -11,12 +11,14 @@ import (
 // Which decoder reads a remote-write 1.0 request. VictoriaMetrics'
 // unmarshaler (lib/prompb) is the fast one: no allocation per series,
 // names and values left where they lie. It reads what every live sender
-// writes, labels and samples, exactly as Prometheus's generated
-// prompb.WriteRequest.Unmarshal does, but not the rest: it drops
-// exemplars, turns native histograms into VictoriaMetrics' _count, _sum
-// and _bucket{vmrange} series (and drops those without a metric name), and
-// refuses some bodies the generated code accepts (unknown group fields,
-// varints past 64 bits). Stored as it decodes them, a histogram would be
+// writes, labels and samples, as Prometheus's generated
+// prompb.WriteRequest.Unmarshal does (FuzzV1MatchesPrometheus), but not
+// the rest: it drops exemplars, turns native histograms into
+// VictoriaMetrics' _count, _sum and _bucket{vmrange} series (and drops
+// those without a metric name), and refuses some bodies the generated code
+// accepts (unknown group fields, varints past 64 bits). It also accepts a
+// few the generated code refuses (a field numbered 0): those are stored as
+// it decodes them. Stored as it decodes them, a histogram would be
 // refused under another series' name, or not at all, where Prometheus's
 // handler refuses the histogram itself. So the requests whose series carry
 // exemplars or histograms, and those VictoriaMetrics' unmarshaler refuses,
