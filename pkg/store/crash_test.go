@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/metergate/metergate/pkg/store/storetest"
 )
 
 // A SIGKILL in the middle of an out-of-order commit can leave in the WBL
@@ -48,7 +49,7 @@ func TestOutOfOrderSamplesSurviveTwoCrashes(t *testing.T) {
 	appendMinutes(db, meter, 32, 33)   // cuts it: marker, then this sample, in the WBL
 
 	crashed := t.TempDir()
-	copyDir(t, dir, crashed)
+	storetest.CopyDir(t, dir, crashed)
 	require.NoError(t, db.Close())
 	dropLastWBLRecord(t, crashed) // the commit of minute 32 was cut after its marker
 
@@ -92,7 +93,7 @@ func TestOutOfOrderSamplesSurviveWALRepair(t *testing.T) {
 		require.NoError(t, app.Commit())
 	}
 	crashed := t.TempDir()
-	copyDir(t, dir, crashed)
+	storetest.CopyDir(t, dir, crashed)
 	require.NoError(t, db.Close())
 	// The last commit's record, unfinished.
 	_, last, err := wlog.Segments(filepath.Join(crashed, "wal"))
@@ -145,7 +146,7 @@ func TestOutOfOrderSamplesSurviveWALRepairAndLostChunk(t *testing.T) {
 	appendMinutes(meter, 0, 32)
 	appendMinutes(meter, 32, 33) // cuts the out-of-order chunk: marker, then this sample
 	crashed := t.TempDir()
-	copyDir(t, dir, crashed)
+	storetest.CopyDir(t, dir, crashed)
 	require.NoError(t, db.Close())
 	dropLastWBLRecord(t, crashed)
 	_, last, err := wlog.Segments(filepath.Join(crashed, "wal"))
@@ -226,40 +227,4 @@ func dropLastWBLRecord(t *testing.T, dir string) {
 	require.GreaterOrEqual(t, n, 2)
 	require.Equal(t, []record.Type{record.MmapMarkers, record.Samples}, types[n-2:])
 	require.NoError(t, os.Truncate(wlog.SegmentName(wbl, last), ends[n-2]))
-}
-
-// copyDir copies the files under src to dst as they are on disk now, as a
-// SIGKILL leaves them.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	require.NoError(t, filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o755)
-		}
-		if d.Name() == "lock" {
-			return nil
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(to)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	}))
 }

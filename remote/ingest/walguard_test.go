@@ -3,11 +3,9 @@ package ingest_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metergate/metergate/pkg/store"
+	"github.com/metergate/metergate/pkg/store/storetest"
 	"github.com/metergate/metergate/remote/ingest"
 	st "github.com/metergate/metergate/remote/server/servertest"
 )
@@ -119,7 +118,7 @@ func TestCommitsOfOneSeriesReplayInOrder(t *testing.T) {
 	}
 
 	crashed := t.TempDir()
-	copyDir(t, dir, crashed)
+	storetest.CopyDir(t, dir, crashed)
 	reopened, err := store.OpenEmbedded(crashed, opts, nil, nil)
 	require.NoError(t, err)
 	defer reopened.Close()
@@ -150,41 +149,6 @@ func countDay(t *testing.T, db *store.Embedded, base time.Time, d int) int {
 	}
 	require.NoError(t, ss.Err())
 	return n
-}
-
-// copyDir copies the files under src to dst, as they are on disk now.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	require.NoError(t, filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o755)
-		}
-		if d.Name() == "lock" {
-			return nil
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(to)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	}))
 }
 
 // BenchmarkIngestConcurrent measures four senders writing at once through
@@ -307,7 +271,7 @@ func TestConcurrentOutOfOrderCommitsSurviveCrash(t *testing.T) {
 		close(start)
 		wg.Wait()
 		crashed := t.TempDir()
-		copyDir(t, dir, crashed)
+		storetest.CopyDir(t, dir, crashed)
 		require.NoError(t, db.Close())
 		reopened, err := store.OpenEmbedded(crashed, opts, nil, nil)
 		require.NoError(t, err)
