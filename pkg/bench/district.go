@@ -33,18 +33,25 @@ type District struct {
 // Close closes the TSDB.
 func (d *District) Close() error { return d.DB.Close() }
 
-// dailyAppender appends the simulator's daily meter series (the index
-// registers and the EV session counters) straight into the TSDB: a bench
-// fixture of a year needs the data, not remote-write's cost, which
-// `metergate bench -modes live,dplus1` measures on its own. Curves and
-// concentrator gauges are left out: no panel of the neighbourhood
-// dashboard reads them.
-type dailyAppender struct {
+// DailyAppender is a district.Writer that appends the simulator's daily
+// meter series (the index registers and the EV session counters) straight
+// into a TSDB: a bench fixture of a year needs the data, not remote-write's
+// cost, which `metergate bench -modes live,dplus1` measures on its own.
+// Curves and concentrator gauges are left out: no panel of the
+// neighbourhood dashboard and no daily export reads them.
+type DailyAppender struct {
 	db      storage.Appendable
 	samples int64
 }
 
-func (w *dailyAppender) Write(ctx context.Context, series []prompb.TimeSeries) error {
+// NewDailyAppender appends to db.
+func NewDailyAppender(db storage.Appendable) *DailyAppender { return &DailyAppender{db: db} }
+
+// Samples is the number of samples appended so far.
+func (w *DailyAppender) Samples() int64 { return w.samples }
+
+// Write appends one simulated delivery.
+func (w *DailyAppender) Write(ctx context.Context, series []prompb.TimeSeries) error {
 	app := w.db.Appender(ctx)
 	b := labels.NewScratchBuilder(8)
 	for _, s := range series {
@@ -79,7 +86,8 @@ func (w *dailyAppender) Write(ctx context.Context, series []prompb.TimeSeries) e
 	return nil
 }
 
-func (w *dailyAppender) Flush(context.Context) error { return nil }
+// Flush has nothing to do: Write commits.
+func (w *DailyAppender) Flush(context.Context) error { return nil }
 
 // fixture is written next to a complete TSDB, so that later runs reuse it
 // rather than simulate and compact the same two years again (minutes).
@@ -130,7 +138,7 @@ func BuildDistrict(ctx context.Context, dir string, until localday.Day, days int
 	// No background compaction while loading: it would compete for the
 	// CPU and race the out-of-order head; the head is compacted once, below.
 	db.DisableCompactions()
-	w := &dailyAppender{db: db}
+	w := NewDailyAppender(db)
 	began := time.Now()
 	_, err = district.Simulate(ctx, reg, district.Config{
 		Model: district.ModelOptions{Seed: 1, Until: until}, Days: days,

@@ -13,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
-	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/metergate/metergate/pkg/audit"
+	"github.com/metergate/metergate/pkg/bench"
 	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/config"
 	"github.com/metergate/metergate/pkg/district"
@@ -29,45 +27,6 @@ import (
 	"github.com/metergate/metergate/pkg/store"
 	"github.com/metergate/metergate/remote/export"
 )
-
-// dailyOnly appends the simulated district's daily index registers (not
-// its curves: the daily export reads none) into a TSDB.
-type dailyOnly struct {
-	db      *tsdb.DB
-	samples int64
-}
-
-func (w *dailyOnly) Write(ctx context.Context, series []prompb.TimeSeries) error {
-	app := w.db.Appender(ctx)
-	b := labels.NewScratchBuilder(8)
-	for _, s := range series {
-		b.Reset()
-		name := ""
-		for _, l := range s.Labels {
-			b.Add(l.Name, l.Value)
-			if l.Name == labels.MetricName {
-				name = l.Value
-			}
-		}
-		if name != catalogue.IndexConsumption && name != catalogue.IndexInjection {
-			continue
-		}
-		b.Sort()
-		ls := b.Labels()
-		var ref storage.SeriesRef
-		for _, x := range s.Samples {
-			r, err := app.Append(ref, ls, x.Timestamp, x.Value)
-			if err != nil {
-				return fmt.Errorf("appending %s: %w", ls, err)
-			}
-			ref = r
-		}
-		w.samples += int64(len(s.Samples))
-	}
-	return app.Commit()
-}
-
-func (*dailyOnly) Flush(context.Context) error { return nil }
 
 // benchDistrict is the simulated Confluence with days of daily index
 // readings ending at until, in a TSDB, built once per process and size.
@@ -108,13 +67,13 @@ func loadBenchDistrict(b *testing.B, days int) *benchDistrict {
 	require.NoError(b, err)
 	db := st.DB
 	db.DisableCompactions()
-	w := &dailyOnly{db: db}
+	w := bench.NewDailyAppender(db)
 	start := time.Now()
 	_, err = district.Simulate(context.Background(), reg, district.Config{Model: district.ModelOptions{Seed: 1, Until: until}, Days: days}, w)
 	require.NoError(b, err)
 	db.EnableCompactions()
 	require.NoError(b, db.Compact(context.Background()))
-	b.Logf("loaded %d index samples of %d meters, %d days, in %s; %d blocks", w.samples, len(reg.Meters), days, time.Since(start).Round(time.Second), len(db.Blocks()))
+	b.Logf("loaded %d daily samples of %d meters, %d days, in %s; %d blocks", w.Samples(), len(reg.Meters), days, time.Since(start).Round(time.Second), len(db.Blocks()))
 	d := &benchDistrict{reg: reg, db: db, dir: dir, until: until}
 	benchDistricts[days] = d
 	return d
