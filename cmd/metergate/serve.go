@@ -20,6 +20,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "address to listen on, overriding the configuration (e.g. 127.0.0.1:0)")
 	dataDir := fs.String("data-dir", "", "TSDB directory, overriding the configuration")
 	blockDuration := fs.Duration("storage.block-duration", store.DefaultBlockDuration, "TSDB head block range (docs/performance.md)")
+	maxBlockDuration := fs.Duration("storage.max-block-duration", store.DefaultMaxBlockDuration, "cap on compacted TSDB blocks, at most a tenth of the retention (docs/configuration.md)")
 	logLevel := fs.String("log.level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,7 +39,7 @@ func serveCmd(ctx context.Context, args []string) error {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	srv, err := server.New(cfg, server.Options{Logger: logger, BlockDuration: *blockDuration})
+	srv, err := server.New(cfg, server.Options{Logger: logger, BlockDuration: *blockDuration, MaxBlockDuration: *maxBlockDuration})
 	if err != nil {
 		return err
 	}

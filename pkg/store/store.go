@@ -43,6 +43,9 @@ type Options struct {
 	OutOfOrderWindow time.Duration
 	// BlockDuration is the head block range; zero means DefaultBlockDuration.
 	BlockDuration time.Duration
+	// MaxBlockDuration caps the blocks compaction makes; zero means
+	// DefaultMaxBlockDuration, limited to a tenth of the retention.
+	MaxBlockDuration time.Duration
 	// WALCompression is "snappy" (the default), "zstd" or "none". The TSDB
 	// library leaves the write-ahead log uncompressed unless told; the
 	// Prometheus server compresses it with snappy, and so does metergate.
@@ -59,6 +62,15 @@ type Options struct {
 // the write-ahead log's, unchanged; the head holds up to 1.5 ranges (6 days)
 // of readings, in m-mapped chunks. docs/performance.md has the measurements.
 const DefaultBlockDuration = 96 * time.Hour
+
+// DefaultMaxBlockDuration caps compacted blocks when Options leave it zero
+// (and never above a tenth of the retention). Compaction ranges are the head
+// range times 3ⁿ (96 h, 288 h, 864 h); Prometheus's 31-day cap stops them at
+// 12 days, 36 days lets them reach 864 h: a year is about 14 blocks instead
+// of 33, and reading a series over a range costs per block it spans (the
+// export of a year, docs/exports.md). Retention drops whole blocks, so data
+// outlives the retention by up to one block: 36 days instead of 12.
+const DefaultMaxBlockDuration = 36 * 24 * time.Hour
 
 // Embedded is a Prometheus TSDB in a local directory.
 type Embedded struct {
@@ -283,9 +295,13 @@ func tsdbOptions(o Options) (*tsdb.Options, error) {
 	default:
 		return nil, fmt.Errorf("unknown WAL compression %q (none, snappy or zstd)", o.WALCompression)
 	}
-	// As Prometheus does: compacted blocks grow to a tenth of the retention,
-	// at most 31 days, so queries over a year touch few blocks.
-	maxBlock := min(o.Retention/10, 31*24*time.Hour).Milliseconds()
+	// As Prometheus does, compacted blocks grow to a tenth of the retention,
+	// but up to DefaultMaxBlockDuration (36 days, not 31) so that the 864 h
+	// range is used and queries over a year touch few blocks.
+	if o.MaxBlockDuration <= 0 {
+		o.MaxBlockDuration = DefaultMaxBlockDuration
+	}
+	maxBlock := min(o.Retention/10, o.MaxBlockDuration).Milliseconds()
 	opts.MaxBlockDuration = max(maxBlock, opts.MinBlockDuration)
 	return opts, nil
 }

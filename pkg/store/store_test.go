@@ -18,7 +18,15 @@ func TestOptionsDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, DefaultBlockDuration.Milliseconds(), opts.MinBlockDuration)
 	require.Equal(t, compression.Snappy, opts.WALCompression)
+	require.Equal(t, (864 * time.Hour).Milliseconds(), opts.MaxBlockDuration)
+
+	// The cap is an option, and still at most a tenth of the retention.
+	opts, err = tsdbOptions(Options{Retention: 5 * 365 * 24 * time.Hour, MaxBlockDuration: 31 * 24 * time.Hour})
+	require.NoError(t, err)
 	require.Equal(t, (31 * 24 * time.Hour).Milliseconds(), opts.MaxBlockDuration)
+	opts, err = tsdbOptions(Options{Retention: 100 * 24 * time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, (10 * 24 * time.Hour).Milliseconds(), opts.MaxBlockDuration)
 
 	// A head block range above a tenth of the retention still opens.
 	opts, err = tsdbOptions(Options{Retention: 24 * time.Hour, BlockDuration: 96 * time.Hour})

@@ -53,7 +53,7 @@ func loadBenchDistrict(b *testing.B, days int) *benchDistrict {
 	require.NoError(b, err)
 	dir, err := os.MkdirTemp("", "exportbench")
 	require.NoError(b, err)
-	// The server's storage (96 h head blocks compacted up to 31 days), with
+	// The server's storage (96 h head blocks compacted up to 36 days), with
 	// an out-of-order window that takes a backfilled year.
 	// BENCH_EXPORT_BLOCK sets another head block range (the blocks a read
 	// touches are a large part of the export's cost).

@@ -68,6 +68,8 @@ type Options struct {
 	Store store.Store
 	// BlockDuration overrides the TSDB head block range.
 	BlockDuration time.Duration
+	// MaxBlockDuration overrides the cap on compacted TSDB blocks.
+	MaxBlockDuration time.Duration
 	// Now is the clock of the D+2 rule and of consents (tests set it).
 	Now func() time.Time
 }
@@ -103,6 +105,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 			Retention:        time.Duration(cfg.Storage.Retention),
 			OutOfOrderWindow: time.Duration(cfg.Storage.OutOfOrderWindow),
 			BlockDuration:    o.BlockDuration,
+			MaxBlockDuration: o.MaxBlockDuration,
 		}, o.Logger.With("component", "tsdb"), s.reg)
 		if err != nil {
 			return nil, err
