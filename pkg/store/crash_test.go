@@ -95,17 +95,7 @@ func TestOutOfOrderSamplesSurviveWALRepair(t *testing.T) {
 	crashed := t.TempDir()
 	storetest.CopyDir(t, dir, crashed)
 	require.NoError(t, db.Close())
-	// The last commit's record, unfinished.
-	_, last, err := wlog.Segments(filepath.Join(crashed, "wal"))
-	require.NoError(t, err)
-	seg := wlog.SegmentName(filepath.Join(crashed, "wal"), last)
-	b, err := os.ReadFile(seg)
-	require.NoError(t, err)
-	require.Greater(t, len(b), 16)
-	for i := len(b) - 8; i < len(b); i++ {
-		b[i] ^= 0xff
-	}
-	require.NoError(t, os.WriteFile(seg, b, 0o644))
+	tearLastWALRecord(t, crashed) // the last commit's record, unfinished
 
 	reg := prometheus.NewRegistry()
 	db, err = OpenEmbedded(crashed, o, nil, reg)
@@ -149,15 +139,7 @@ func TestOutOfOrderSamplesSurviveWALRepairAndLostChunk(t *testing.T) {
 	storetest.CopyDir(t, dir, crashed)
 	require.NoError(t, db.Close())
 	dropLastWBLRecord(t, crashed)
-	_, last, err := wlog.Segments(filepath.Join(crashed, "wal"))
-	require.NoError(t, err)
-	seg := wlog.SegmentName(filepath.Join(crashed, "wal"), last)
-	b, err := os.ReadFile(seg)
-	require.NoError(t, err)
-	for i := len(b) - 8; i < len(b); i++ {
-		b[i] ^= 0xff
-	}
-	require.NoError(t, os.WriteFile(seg, b, 0o644))
+	tearLastWALRecord(t, crashed)
 
 	reg := prometheus.NewRegistry()
 	db, err = OpenEmbedded(crashed, o, nil, reg)
@@ -170,6 +152,22 @@ func TestOutOfOrderSamplesSurviveWALRepairAndLostChunk(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "on the next start")
+}
+
+// tearLastWALRecord corrupts the end of the WAL's last segment, as a crash
+// in the middle of writing the last commit's record leaves it.
+func tearLastWALRecord(t *testing.T, dir string) {
+	t.Helper()
+	_, last, err := wlog.Segments(filepath.Join(dir, "wal"))
+	require.NoError(t, err)
+	seg := wlog.SegmentName(filepath.Join(dir, "wal"), last)
+	b, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	require.Greater(t, len(b), 16)
+	for i := len(b) - 8; i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	require.NoError(t, os.WriteFile(seg, b, 0o644))
 }
 
 func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
