@@ -92,6 +92,17 @@ func readIndex(ctx context.Context, q storage.Queryable, source string, days []l
 	if tol <= 0 {
 		tol = 1
 	}
+	if b, _ := ctx.Value(slicedReadKey{}).(*blockReads); b != nil {
+		if r, ok, err := b.readIndex(ctx, q, source, midnights, tol); ok {
+			return r, err
+		}
+	}
+	return readIndexAt(ctx, q, source, midnights, tol)
+}
+
+// readIndexAt reads the index register source at midnights (increasing,
+// not empty): a reading at midnight M is the last sample in (M-tol, M].
+func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnights []int64, tol int64) (*indexRead, error) {
 	mint, maxt := midnights[0]-tol+1, midnights[len(midnights)-1]
 
 	querier, err := q.Querier(mint, maxt)

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -274,6 +276,37 @@ func compactOutOfOrderHead(ctx context.Context, db *tsdb.DB) error {
 
 // HeadSeries is the number of series in the head block.
 func (e *Embedded) HeadSeries() uint64 { return e.Head().NumSeries() }
+
+// BlockRanges are the time ranges of the TSDB's blocks that cover
+// [mint, maxt] (gate.TimeBlocks): a read pays per series for each block it
+// touches, so the gate reads a long range one block at a time. Every block
+// boundary and the head's start cut the time line; the first range is open
+// before the first block, the last one after the head's start. Overlapping
+// blocks (out-of-order data not yet compacted) only cut it finer.
+func (e *Embedded) BlockRanges(mint, maxt int64) [][2]int64 {
+	var cuts []int64
+	for _, b := range e.Blocks() {
+		cuts = append(cuts, b.MinTime(), b.MaxTime()) // MaxTime is exclusive: the next range starts there
+	}
+	if h := e.Head().MinTime(); h != math.MaxInt64 {
+		cuts = append(cuts, h)
+	}
+	slices.Sort(cuts)
+	cuts = slices.Compact(cuts)
+	var out [][2]int64
+	lo := int64(math.MinInt64)
+	for _, c := range append(cuts, math.MaxInt64) {
+		hi := c - 1
+		if c == math.MaxInt64 {
+			hi = c
+		}
+		if hi >= mint && lo <= maxt && lo <= hi {
+			out = append(out, [2]int64{lo, hi})
+		}
+		lo = c
+	}
+	return out
+}
 
 // Ready is always nil once the TSDB is open: tsdb.Open replays the WAL before returning.
 func (e *Embedded) Ready(context.Context) error { return nil }

@@ -146,3 +146,44 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+// TestBlockRanges: the ranges the gate reads block by block cover the
+// asked span without gap or overlap, and no range straddles a block
+// boundary or the head's start.
+func TestBlockRanges(t *testing.T) {
+	db, err := OpenEmbedded(t.TempDir(), Options{Retention: 365 * 24 * time.Hour, OutOfOrderWindow: 60 * 24 * time.Hour, BlockDuration: 2 * time.Hour}, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
+	start := time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC)
+	db.DisableCompactions()
+	app := db.AppenderV2(context.Background())
+	for h := range 30 {
+		_, err := app.Append(0, ls, 0, start.Add(time.Duration(h)*time.Hour).UnixMilli(), float64(h), nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	db.EnableCompactions()
+	require.NoError(t, db.Compact(context.Background()))
+	require.NotEmpty(t, db.Blocks())
+
+	mint, maxt := start.Add(-time.Hour).UnixMilli(), start.Add(40*time.Hour).UnixMilli()
+	rs := db.BlockRanges(mint, maxt)
+	require.LessOrEqual(t, rs[0][0], mint)
+	require.GreaterOrEqual(t, rs[len(rs)-1][1], maxt)
+	for k := 1; k < len(rs); k++ {
+		require.Equal(t, rs[k-1][1]+1, rs[k][0], "contiguous")
+	}
+	cuts := []int64{db.Head().MinTime()}
+	for _, b := range db.Blocks() {
+		cuts = append(cuts, b.MinTime(), b.MaxTime())
+	}
+	for _, c := range cuts {
+		for _, r := range rs {
+			require.False(t, r[0] < c && c <= r[1], "range [%d, %d] straddles %d", r[0], r[1], c)
+		}
+	}
+	// A span inside one block is one range.
+	b := db.Blocks()[0]
+	require.Equal(t, [][2]int64{{b.MinTime(), b.MaxTime() - 1}}, db.BlockRanges(b.MinTime()+1, b.MaxTime()-2))
+}

@@ -240,7 +240,9 @@ func (e *Exporter) Write(ctx context.Context, w io.Writer, c *config.Caller, s S
 	if _, ok := e.Gate.(Batcher); ok {
 		depth = 2
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The slices read the registers block by block, each storage block
+	// once for the whole export (gate.WithSlicedRead).
+	ctx, cancel := context.WithCancel(gate.WithSlicedRead(ctx))
 	var queue []chan answer
 	defer func() {
 		cancel()
