@@ -21,8 +21,9 @@ type snapshot struct {
 
 	mu       sync.Mutex
 	matching map[*registry.Perimeter][]int32 // meters a version's selector matches, in registry order
-	grouping map[string]*grouping            // by clause → groups of every meter
-	cellIDs  map[*cells][]int32              // partition → cell of every meter, -1 in none
+	runs     map[*registry.Perimeter][]*memberRun
+	grouping map[string]*grouping // by clause → groups of every meter
+	cellIDs  map[*cells][]int32   // partition → cell of every meter, -1 in none
 }
 
 // grouping is the group of every meter under one by clause.
@@ -38,7 +39,7 @@ func (g *Gate) snapshotOf(reg *registry.Registry) *snapshot {
 	defer g.mu.Unlock()
 	if g.snap == nil || g.snap.reg != reg {
 		s := &snapshot{reg: reg, index: make(map[string]int32, len(reg.Meters)),
-			matching: map[*registry.Perimeter][]int32{}, grouping: map[string]*grouping{}, cellIDs: map[*cells][]int32{}}
+			matching: map[*registry.Perimeter][]int32{}, runs: map[*registry.Perimeter][]*memberRun{}, grouping: map[string]*grouping{}, cellIDs: map[*cells][]int32{}}
 		for i := range reg.Meters {
 			// registry.New refuses a PRM registered twice; keep the first
 			// anyway, as Registry.Meter does not promise otherwise.
@@ -52,19 +53,69 @@ func (g *Gate) snapshotOf(reg *registry.Registry) *snapshot {
 }
 
 // members is reg.Members(p, d) by position: the meters in service on d
-// that p's selector matches, in registry order.
+// that p's selector matches, in registry order. The slice is shared: do
+// not modify it.
 func (s *snapshot) members(p *registry.Perimeter, d localday.Day) []int32 {
 	if !p.ValidOn(d) {
 		return nil
 	}
 	matches := s.matches(p)
-	out := make([]int32, 0, len(matches))
-	for _, i := range matches {
-		if s.reg.Meters[i].ActiveOn(d) {
-			out = append(out, i)
+	s.mu.Lock()
+	for _, r := range s.runs[p] {
+		if r.holds(d) {
+			s.mu.Unlock()
+			return r.members
 		}
 	}
-	return out
+	s.mu.Unlock()
+	r := &memberRun{members: make([]int32, 0, len(matches))}
+	for _, i := range matches {
+		m := &s.reg.Meters[i]
+		if m.ActiveOn(d) {
+			r.members = append(r.members, i)
+		}
+		r.narrow(d, m.Installed)
+		r.narrow(d, m.Removed)
+	}
+	s.mu.Lock()
+	runs := append(s.runs[p], r)
+	if len(runs) > keptRuns {
+		runs = runs[1:]
+	}
+	s.runs[p] = runs
+	s.mu.Unlock()
+	return r.members
+}
+
+// memberRun is the members of a perimeter version over the days around
+// one on which none of the meters its selector matches is installed or
+// removed: the days of an export reuse it instead of testing every meter
+// every day.
+type memberRun struct {
+	from, to localday.Day // from ≤ d < to; zero is open
+	members  []int32
+}
+
+// keptRuns is how many runs are kept per perimeter version: two slices of
+// an export are evaluated at once, a month apart.
+const keptRuns = 4
+
+func (r *memberRun) holds(d localday.Day) bool {
+	return (r.from.IsZero() || !d.Before(r.from)) && (r.to.IsZero() || d.Before(r.to))
+}
+
+// narrow shortens the run around d to exclude the day change on which a
+// meter enters or leaves service (Meter.ActiveOn changes there).
+func (r *memberRun) narrow(d, change localday.Day) {
+	switch {
+	case change.IsZero():
+	case d.Before(change):
+		if r.to.IsZero() || change.Before(r.to) {
+			r.to = change
+		}
+	case r.from.IsZero() || r.from.Before(change):
+		r.from = change
+	}
 }
 
 // matches lists the meters p's selector matches, whatever their dates.

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/gate/gatetest"
+	"github.com/metergate/metergate/pkg/localday"
 	"github.com/metergate/metergate/pkg/policy"
 	"github.com/metergate/metergate/pkg/registry"
 )
@@ -66,6 +68,31 @@ func TestSnapshotAgreesWithRegistry(t *testing.T) {
 		}
 	}
 	require.Greater(t, checked, 1000)
+
+	// Every day around the installs and removals, forwards, backwards and
+	// shuffled: the runs of members reused from one day to the next never
+	// outlive a change.
+	var every []localday.Day
+	for day := d.Days[0].AddDays(-3); !day.After(d.Days[len(d.Days)-1].AddDays(3)); day = day.AddDays(1) {
+		every = append(every, day)
+	}
+	backwards := slices.Clone(every)
+	slices.Reverse(backwards)
+	shuffled := slices.Clone(every)
+	rand.New(rand.NewPCG(3, 4)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	for _, order := range [][]localday.Day{every, backwards, shuffled} {
+		s := (&Gate{}).snapshotOf(reg)
+		for _, day := range order {
+			for i := range reg.Perimeters {
+				p := &reg.Perimeters[i]
+				var got []string
+				for _, m := range s.members(p, day) {
+					got = append(got, reg.Meters[m].PRM)
+				}
+				require.Equal(t, reg.Members(p, day), got, "%s on %s", p.Name, day)
+			}
+		}
+	}
 
 	// Cells: groups of contributing members whose verdicts differ.
 	for _, a := range []registry.Audience{registry.Public, registry.Restricted} {
