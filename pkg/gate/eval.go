@@ -3,7 +3,6 @@ package gate
 import (
 	"math"
 	"slices"
-	"sort"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -247,21 +246,30 @@ func smallCell(c *cells, prms []string, t int) bool {
 // quantile is the φ-quantile of values with Prometheus's semantics: linear
 // interpolation between the closest ranks, rank φ·(n−1).
 func quantile(q float64, values []float64) float64 {
-	s := slices.Clone(values)
-	sort.Float64s(s)
-	return quantileSorted(q, s)
+	return quantileSorted(q, newOrderStats(slices.Clone(values)))
 }
 
-// quantileSorted is quantile of values sorted in increasing order.
-func quantileSorted(q float64, s []float64) float64 {
-	if len(s) == 0 {
-		return math.NaN()
-	}
-	rank := q * float64(len(s)-1)
-	lo := math.Floor(rank)
-	hi := math.Min(lo+1, float64(len(s)-1))
-	w := rank - lo
-	return s[int(lo)]*(1-w) + s[int(hi)]*w
+// quantileSorted is quantile of the values of s taken in increasing order,
+// which s selects by rank rather than sorting them all.
+func quantileSorted(q float64, s *orderStats) float64 {
+	return s.quantile(q)
+}
+
+// quantileRanks returns the ranks whose values the φ-quantile of n > 0
+// values interpolates, ⌊φ·(n−1)⌋ and the next (at most n−1), and the
+// weight of the upper one: the arithmetic quantiles had when they indexed
+// sorted values, kept to the bit (the push-down tests compare quartiles
+// with the engines' byte for byte).
+func quantileRanks(q float64, n int) (lo, hi int, w float64) {
+	rank := q * float64(n-1)
+	l := math.Floor(rank)
+	h := math.Min(l+1, float64(n-1))
+	return int(l), int(h), rank - l
+}
+
+// interpolate is the value at weight w from a to b.
+func interpolate(a, b, w float64) float64 {
+	return a*(1-w) + b*w
 }
 
 // sources lists the index registers a plan reads.

@@ -14,7 +14,8 @@ import (
 
 // evalGroup is what every aggregate of one group of contributing RMPs on
 // one day is computed from: who contributes (set size and Venn cells), the
-// sum and largest value (dominance), and the sorted values (quartiles).
+// sum and largest value (dominance), and the values in increasing order
+// (quartiles), selected by rank as they are asked.
 // Under a read cache it is shared by every query that aggregates the same
 // perimeter, grouping and register on the same day (an export asks the sum
 // and three quartiles of each); each query still applies every check to it.
@@ -24,7 +25,9 @@ type evalGroup struct {
 	meters  []int32 // contributing meters, by position in the snapshot
 	sum     float64 // added in the registry's order of members
 	largest float64
-	sorted  []float64
+	// sorted gives the values by rank, in increasing order, without
+	// sorting them all (three quartiles need six ranks).
+	sorted *orderStats
 	// engine, when set, holds the figures the engine computed for this
 	// group (Options.Pushdown) in place of meters and sorted.
 	engine *pushedGroup
@@ -101,24 +104,24 @@ func (e *dayEval) groups(p *registry.Perimeter, l *leaf) []*evalGroup {
 			id := gi.of[i]
 			gr := byID[id]
 			if gr == nil {
-				gr = &evalGroup{lbls: gi.lbls[id], key: gi.keys[id], meters: make([]int32, 0, count[id]), sorted: make([]float64, 0, count[id])}
+				gr = &evalGroup{lbls: gi.lbls[id], key: gi.keys[id], meters: make([]int32, 0, count[id]), sorted: newOrderStats(make([]float64, 0, count[id]))}
 				byID[id] = gr
 				out = append(out, gr)
 			}
 			gr.meters = append(gr.meters, i)
-			gr.sorted = append(gr.sorted, v)
+			gr.sorted.add(v)
 			gr.sum += v
 			gr.largest = max(gr.largest, v)
 		}
 	}
 	for k, gr := range out {
 		// The same RMPs are often a group of several perimeters (a
-		// cluster, and the district's group of that cluster): sort once.
+		// cluster, and the district's group of that cluster): share the
+		// values, and so every rank one of them selects.
 		if same := e.cache.sameGroup(e.day, dd, gr, false); same != nil {
 			out[k] = &evalGroup{lbls: gr.lbls, key: gr.key, meters: same.meters, sum: same.sum, largest: same.largest, sorted: same.sorted}
 			continue
 		}
-		sort.Float64s(gr.sorted)
 		e.cache.sameGroup(e.day, dd, gr, true)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
@@ -148,9 +151,8 @@ type sameKey struct {
 
 // sameGroup returns a group already computed from exactly gr's meters
 // (same day, same read, same meters in the same order: the same sum,
-// largest value and sorted values), or nil; with remember, it remembers
-// gr, whose values are sorted, for the next. Without a cache it does
-// nothing.
+// largest value and values), or nil; with remember, it remembers gr for
+// the next. Without a cache it does nothing.
 func (c *readCache) sameGroup(d localday.Day, dd *denseDaily, gr *evalGroup, remember bool) *evalGroup {
 	if c == nil {
 		return nil
