@@ -77,7 +77,8 @@ func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, source 
 	}
 	mint, maxt := midnights[0]-tol+1, midnights[len(midnights)-1]
 	ranges := tb.BlockRanges(mint, maxt)
-	out := &indexRead{midnights: midnights, readings: map[string][]float64{}}
+	var out *indexRead
+	var rows rowAllocator
 	i := 0
 	for _, rg := range ranges {
 		// The midnights in this block's range. Their windows (M−tol, M]
@@ -108,6 +109,10 @@ func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, source 
 		if !found || at+j-i > len(br.r.midnights) || br.r.midnights[at+j-i-1] != midnights[j-1] {
 			return nil, true, fmt.Errorf("reading %s: midnights %d to %d missing from the block read [%d, %d]", source, midnights[i], midnights[j-1], rg[0], rg[1])
 		}
+		if out == nil {
+			out = &indexRead{midnights: midnights, readings: make(map[string][]float64, len(br.r.readings))}
+			rows = rowAllocator{n: len(midnights), rows: len(br.r.readings)}
+		}
 		for rmp, rd := range br.r.readings {
 			run := rd[at : at+j-i]
 			if allNaN(run) {
@@ -115,15 +120,15 @@ func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, source 
 			}
 			r := out.readings[rmp]
 			if r == nil {
-				r = make([]float64, len(midnights))
-				for x := range r {
-					r[x] = math.NaN()
-				}
+				r = rows.next()
 				out.readings[rmp] = r
 			}
 			copy(r[i:j], run)
 		}
 		i = j
+	}
+	if out == nil {
+		out = &indexRead{midnights: midnights, readings: map[string][]float64{}}
 	}
 	return out, true, nil
 }
@@ -151,8 +156,21 @@ func (b *blockReads) block(ctx context.Context, q storage.Queryable, source stri
 				}
 			}
 		}
+		hint := 0
+		for _, o := range b.blocks {
+			if o.source != source {
+				continue
+			}
+			select {
+			case <-o.done: // r is set before done is closed
+				if o.r != nil {
+					hint = len(o.r.readings)
+				}
+			default:
+			}
+		}
 		b.mu.Unlock()
-		br.r, br.err = readIndexAt(ctx, q, source, localMidnights(rg[0], rg[1]), tol)
+		br.r, br.err = readIndexAt(ctx, q, source, localMidnights(rg[0], rg[1]), tol, hint)
 		close(br.done)
 		if br.err != nil {
 			b.forget(br) // a cancelled or failed read is not kept

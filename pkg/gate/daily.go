@@ -97,12 +97,13 @@ func readIndex(ctx context.Context, q storage.Queryable, source string, days []l
 			return r, err
 		}
 	}
-	return readIndexAt(ctx, q, source, midnights, tol)
+	return readIndexAt(ctx, q, source, midnights, tol, 0)
 }
 
 // readIndexAt reads the index register source at midnights (increasing,
 // not empty): a reading at midnight M is the last sample in (M-tol, M].
-func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnights []int64, tol int64) (*indexRead, error) {
+// rmps is how many RMPs the caller expects (0 when it does not know).
+func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnights []int64, tol int64, rmps int) (*indexRead, error) {
 	mint, maxt := midnights[0]-tol+1, midnights[len(midnights)-1]
 
 	querier, err := q.Querier(mint, maxt)
@@ -114,7 +115,8 @@ func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnig
 	set := querier.Select(ctx, false, hints, readMatchers(ctx, source)...)
 
 	// readings[rmp][i] is the index at midnights[i]; NaN when unknown.
-	readings := map[string][]float64{}
+	readings := make(map[string][]float64, rmps)
+	rows := rowAllocator{n: len(midnights), rows: rmps}
 	var it chunkenc.Iterator
 	got := make([]float64, len(midnights))
 	for set.Next() {
@@ -125,10 +127,7 @@ func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnig
 		}
 		r := readings[rmp]
 		if r == nil {
-			r = make([]float64, len(midnights))
-			for i := range r {
-				r[i] = math.NaN()
-			}
+			r = rows.next()
 			readings[rmp] = r
 		}
 		it = s.Iterator(it)
@@ -174,4 +173,24 @@ func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnig
 		return nil, err
 	}
 	return &indexRead{midnights: midnights, readings: readings}, nil
+}
+
+// rowAllocator hands out rows of n readings, all NaN (unknown), carved
+// from slabs of about rows rows: one allocation per slab instead of one
+// per RMP.
+type rowAllocator struct {
+	n, rows int
+	slab    []float64
+}
+
+func (a *rowAllocator) next() []float64 {
+	if len(a.slab) < a.n {
+		a.slab = make([]float64, a.n*min(max(a.rows, 64), 8192))
+		for i := range a.slab {
+			a.slab[i] = math.NaN()
+		}
+	}
+	r := a.slab[:a.n:a.n]
+	a.slab = a.slab[a.n:]
+	return r
 }
