@@ -34,6 +34,7 @@ func TestExportReport(t *testing.T) {
 	require.Contains(t, out, "0.5 / 0.9 / 2")
 	require.Regexp(t, `seconds per export of 365 days .*VM ≤1.0×\s+yes`, out, "the median, 0.9, meets it")
 	require.Contains(t, out, "2 / 2 / 2", "CPU ratio")
+	require.Regexp(t, `first export after a start \(repetition 1\)\s+2\s+VM ≤1.0×\s+NO`, out, "repetition 1 is judged on its own")
 
 	rep.Results[3].Rows = 33215
 	require.ErrorContains(t, rep.check(), "gave 33216 rows, then 33215")
@@ -42,11 +43,12 @@ func TestExportReport(t *testing.T) {
 	require.Error(t, rep.check(), "fewer rows than days")
 }
 
-// The export bench's server has a sender and a public reader and takes a
+// The export bench's server has a sender, a public reader and a scraper
+// (the sealed-read counters), and takes a
 // backfilled range; the tee keeps only the daily index registers.
 func TestExportConfigAndTee(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metergate.yml")
-	require.NoError(t, writeExportConfig(path, "s-0123456789abcdef", "r-0123456789abcdef", 365))
+	require.NoError(t, writeExportConfig(path, map[string]string{"sender": "s-0123456789abcdef", "reader": "r-0123456789abcdef", "scraper": "m-0123456789abcdef"}, 365, true))
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	cfg, err := config.Parse(b)

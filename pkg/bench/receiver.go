@@ -58,6 +58,11 @@ func (c *Config) start(ctx context.Context, r Receiver, mode, dir string) (*proc
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("cleaning %s: %w", dir, err)
 	}
+	return c.launch(ctx, r, mode, dir)
+}
+
+// launch starts receiver r on the data already in dir (a restart).
+func (c *Config) launch(ctx context.Context, r Receiver, mode, dir string) (*process, error) {
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", data, err)
@@ -97,7 +102,7 @@ func (c *Config) start(ctx context.Context, r Receiver, mode, dir string) (*proc
 	default:
 		return nil, fmt.Errorf("unknown receiver %q", r.Kind)
 	}
-	logf, err := os.Create(filepath.Join(dir, "receiver.log"))
+	logf, err := os.OpenFile(filepath.Join(dir, "receiver.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating receiver log: %w", err)
 	}

@@ -61,6 +61,10 @@ type Query struct {
 	// MaxConcurrent bounds the queries evaluated at once; one more gets 503
 	// with Retry-After. 0 means no bound.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// SealedReadBytes bounds the index readings of sealed storage blocks
+	// the gate keeps between exports (gate.Options.SealedReadBytes); 0 is
+	// the gate's default (64 MiB), negative keeps none.
+	SealedReadBytes int64 `yaml:"sealed_read_bytes"`
 }
 
 // Write configures remote-write ingestion.

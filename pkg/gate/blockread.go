@@ -26,6 +26,10 @@ type TimeBlocks interface {
 	// before mint (math.MinInt64 before the first block), the last ends at
 	// or after maxt (math.MaxInt64 when it is open: the in-memory head).
 	BlockRanges(mint, maxt int64) [][2]int64
+	// Sealed returns an identity of the data in [lo, hi] when it can
+	// no longer change (one persisted block that nothing else overlaps),
+	// and false otherwise.
+	Sealed(lo, hi int64) (id string, ok bool)
 }
 
 type slicedReadKey struct{}
@@ -70,7 +74,7 @@ type blockRead struct {
 // non-empty), assembled from whole-block readings. ok is false when the
 // storage has no blocks, or the read is narrowed: then readIndex reads as
 // usual.
-func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, source string, midnights []int64, tol int64) (*indexRead, bool, error) {
+func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, sealed *sealedReads, source string, midnights []int64, tol int64) (*indexRead, bool, error) {
 	tb, ok := q.(TimeBlocks)
 	if !ok || ctx.Value(narrowKey{}) != nil {
 		return nil, false, nil
@@ -100,7 +104,7 @@ func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, source 
 		if rg[1] == math.MaxInt64 {
 			rg[1] = maxt
 		}
-		br, err := b.block(ctx, q, source, tol, rg)
+		br, err := b.block(ctx, tb, q, sealed, source, tol, rg)
 		if err != nil {
 			return nil, true, err
 		}
@@ -135,7 +139,7 @@ func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, source 
 
 // block returns the readings of source at every local midnight in range
 // rg, reading them once for all slices.
-func (b *blockReads) block(ctx context.Context, q storage.Queryable, source string, tol int64, rg [2]int64) (*blockRead, error) {
+func (b *blockReads) block(ctx context.Context, tb TimeBlocks, q storage.Queryable, sealed *sealedReads, source string, tol int64, rg [2]int64) (*blockRead, error) {
 	b.mu.Lock()
 	var br *blockRead
 	for k, o := range b.blocks {
@@ -170,7 +174,7 @@ func (b *blockReads) block(ctx context.Context, q storage.Queryable, source stri
 			}
 		}
 		b.mu.Unlock()
-		br.r, br.err = readIndexAt(ctx, q, source, localMidnights(rg[0], rg[1]), tol, hint)
+		br.r, br.err = sealed.read(ctx, tb, q, source, rg, tol, hint)
 		close(br.done)
 		if br.err != nil {
 			b.forget(br) // a cancelled or failed read is not kept

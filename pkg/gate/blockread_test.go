@@ -27,6 +27,17 @@ import (
 type cutStorage struct {
 	storage.Queryable
 	cuts []int64 // ascending
+	// sealed, when set, calls every range between two cuts sealed,
+	// under an identity that changes with the generation.
+	sealed     bool
+	generation int
+}
+
+func (c cutStorage) Sealed(lo, hi int64) (string, bool) {
+	if !c.sealed || lo == math.MinInt64 || hi == math.MaxInt64 {
+		return "", false
+	}
+	return fmt.Sprintf("%d-%d-%d", lo, hi, c.generation), true
 }
 
 func (c cutStorage) BlockRanges(mint, maxt int64) [][2]int64 {
@@ -161,8 +172,11 @@ func TestBlockReadsAgree(t *testing.T) {
 	src := catalogue.IndexConsumption
 	for seed := range uint64(60) {
 		rng := rand.New(rand.NewPCG(seed, 7))
-		q := cutStorage{Queryable: db, cuts: randomCuts(rng, first, days, tol.Milliseconds())}
-		sliced := WithSlicedRead(ctx)
+		q := cutStorage{Queryable: db, cuts: randomCuts(rng, first, days, tol.Milliseconds()), sealed: seed%3 != 0}
+		sealed := newSealedReads(DefaultSealedReadBytes)
+		if seed%5 == 0 {
+			sealed = nil
+		}
 		var spans [][]localday.Day
 		for d := 0; d < days; {
 			n := 1 + rng.IntN(25)
@@ -173,28 +187,36 @@ func TestBlockReadsAgree(t *testing.T) {
 			spans = append(spans, span)
 			d += n
 		}
-		// Odd seeds evaluate two slices at once, as the exporter does.
-		concurrent := seed%2 == 1
-		got := make([]*indexRead, len(spans))
-		errs := make([]error, len(spans))
-		var wg sync.WaitGroup
-		for k, span := range spans {
-			read := func() { got[k], errs[k] = readIndex(sliced, q, src, span, tol) }
-			if !concurrent {
-				read()
-				continue
+		// Two exports of the same slices: the second reads sealed blocks
+		// from the first. Odd seeds evaluate two slices at once, as the
+		// exporter does.
+		for export := range 2 {
+			sliced := WithSlicedRead(ctx)
+			concurrent := seed%2 == 1
+			got := make([]*indexRead, len(spans))
+			errs := make([]error, len(spans))
+			var wg sync.WaitGroup
+			for k, span := range spans {
+				read := func() { got[k], errs[k] = readIndex(sliced, q, sealed, src, span, tol) }
+				if !concurrent {
+					read()
+					continue
+				}
+				wg.Go(read)
+				if k%2 == 1 {
+					wg.Wait()
+				}
 			}
-			wg.Go(read)
-			if k%2 == 1 {
-				wg.Wait()
+			wg.Wait()
+			for k, span := range spans {
+				require.NoError(t, errs[k])
+				want, err := readIndex(ctx, db, nil, src, span, tol)
+				require.NoError(t, err)
+				sameReadings(t, want, got[k], fmt.Sprintf("seed %d, export %d, slice %d (%s..%s), cuts %v", seed, export, k, span[0], span[len(span)-1], q.cuts))
 			}
 		}
-		wg.Wait()
-		for k, span := range spans {
-			require.NoError(t, errs[k])
-			want, err := readIndex(ctx, db, src, span, tol)
-			require.NoError(t, err)
-			sameReadings(t, want, got[k], fmt.Sprintf("seed %d, slice %d (%s..%s), cuts %v", seed, k, span[0], span[len(span)-1], q.cuts))
+		if sealed != nil && q.sealed {
+			require.NotEmpty(t, sealed.entries, "seed %d: sealed blocks remembered", seed)
 		}
 	}
 }
@@ -233,9 +255,9 @@ func TestBlockReadsEdges(t *testing.T) {
 			}
 			slices.Sort(cuts)
 			q := cutStorage{Queryable: db, cuts: slices.Compact(cuts)}
-			want, err := readIndex(ctx, db, catalogue.IndexConsumption, days, tol)
+			want, err := readIndex(ctx, db, nil, catalogue.IndexConsumption, days, tol)
 			require.NoError(t, err)
-			got, err := readIndex(WithSlicedRead(ctx), q, catalogue.IndexConsumption, days, tol)
+			got, err := readIndex(WithSlicedRead(ctx), q, nil, catalogue.IndexConsumption, days, tol)
 			require.NoError(t, err)
 			sameReadings(t, want, got, fmt.Sprintf("%s, cuts %v", d, cuts))
 		}

@@ -95,7 +95,7 @@ func daysKey(src string, days []localday.Day) string {
 func (g *Gate) readDailyCached(ctx context.Context, reg *registry.Registry, src string, days []localday.Day) (dailyValues, error) {
 	c := cacheOf(ctx, reg)
 	if c == nil {
-		return readDaily(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+		return readDaily(ctx, g.o.Queryable, g.sealed, src, days, g.o.LookbackDelta)
 	}
 	k := daysKey(src, days)
 	c.mu.Lock()
@@ -104,7 +104,7 @@ func (g *Gate) readDailyCached(ctx context.Context, reg *registry.Registry, src 
 	if ok && e.key == k {
 		return e.v, nil
 	}
-	v, err := readDaily(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+	v, err := readDaily(ctx, g.o.Queryable, g.sealed, src, days, g.o.LookbackDelta)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (g *Gate) readDenseCached(ctx context.Context, s *snapshot, src string, day
 			return e.v, nil
 		}
 	}
-	r, err := readIndex(ctx, g.o.Queryable, src, days, g.o.LookbackDelta)
+	r, err := readIndex(ctx, g.o.Queryable, g.sealed, src, days, g.o.LookbackDelta)
 	if err != nil {
 		return nil, err
 	}

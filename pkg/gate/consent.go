@@ -27,6 +27,7 @@ type consentQueryable struct {
 	allowed   map[string]map[string]bool // perimeter → consented RMPs
 	limit     int64                      // last readable timestamp (ms)
 	tolerance time.Duration
+	sealed    *sealedReads // the gate's reads of sealed blocks
 	// push, when set, has the engine compute the daily energies and
 	// select the consented RMPs' series (Options.Pushdown).
 	push *pushdown
@@ -122,7 +123,7 @@ func (cq *consentQuerier) daily(ctx context.Context, m *catalogue.Metric, allowe
 	if cq.q.push != nil {
 		vals, err = cq.q.push.daily(ctx, m.DerivedFrom, days, allowedList(allowed, take))
 	} else {
-		vals, err = readDaily(ctx, cq.q.base, m.DerivedFrom, days, cq.q.tolerance)
+		vals, err = readDaily(ctx, cq.q.base, cq.q.sealed, m.DerivedFrom, days, cq.q.tolerance)
 	}
 	if err != nil {
 		return storage.ErrSeriesSet(err)

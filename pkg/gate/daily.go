@@ -27,8 +27,8 @@ type dailyValues map[localday.Day]map[string]float64
 // and 25-hour days right. An RMP contributes nothing to a day when either
 // reading is missing, when its series disagree about a reading, or when the
 // index went down (meter replaced): absent, never zero.
-func readDaily(ctx context.Context, q storage.Queryable, source string, days []localday.Day, tolerance time.Duration) (dailyValues, error) {
-	r, err := readIndex(ctx, q, source, days, tolerance)
+func readDaily(ctx context.Context, q storage.Queryable, sealed *sealedReads, source string, days []localday.Day, tolerance time.Duration) (dailyValues, error) {
+	r, err := readIndex(ctx, q, sealed, source, days, tolerance)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +76,9 @@ func (*indexRead) energy(r []float64, from, to int) (float64, bool) {
 
 // readIndex reads the index register source at the midnights opening and
 // closing each of days: a reading at midnight M is the last sample in
-// (M-tolerance, M].
-func readIndex(ctx context.Context, q storage.Queryable, source string, days []localday.Day, tolerance time.Duration) (*indexRead, error) {
+// (M-tolerance, M]. Under WithSlicedRead it reads by blocks, and reads of
+// sealed blocks are remembered in sealed (nil: not remembered).
+func readIndex(ctx context.Context, q storage.Queryable, sealed *sealedReads, source string, days []localday.Day, tolerance time.Duration) (*indexRead, error) {
 	if len(days) == 0 {
 		return &indexRead{readings: map[string][]float64{}}, nil
 	}
@@ -93,7 +94,7 @@ func readIndex(ctx context.Context, q storage.Queryable, source string, days []l
 		tol = 1
 	}
 	if b, _ := ctx.Value(slicedReadKey{}).(*blockReads); b != nil {
-		if r, ok, err := b.readIndex(ctx, q, source, midnights, tol); ok {
+		if r, ok, err := b.readIndex(ctx, q, sealed, source, midnights, tol); ok {
 			return r, err
 		}
 	}

@@ -15,6 +15,7 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,10 @@ type Options struct {
 	// individual values are read through it too. nil: the gate computes
 	// from raw samples of Queryable.
 	Pushdown Pushdown
+	// SealedReadBytes bounds the memory of the index readings of sealed
+	// storage blocks the gate keeps from one export to the next
+	// (sealed.go); 0 is DefaultSealedReadBytes, negative keeps none.
+	SealedReadBytes int64
 }
 
 // Gate is the privacy gate. It is safe for concurrent use.
@@ -78,6 +83,7 @@ type Gate struct {
 	cacheReg  *registry.Registry
 	cellCache map[string]*cells
 	snap      *snapshot // of cacheReg's successor: see snapshotOf
+	sealed    *sealedReads
 	push      *pushdown // Options.Pushdown; nil: computed here
 }
 
@@ -108,6 +114,9 @@ func New(o Options) (*Gate, error) {
 		o.Logger = slog.Default()
 	}
 	g := &Gate{o: o, parser: parser.NewParser(parser.Options{}), log: o.Logger}
+	if o.SealedReadBytes >= 0 {
+		g.sealed = newSealedReads(cmp.Or(o.SealedReadBytes, DefaultSealedReadBytes))
+	}
 	if o.Pushdown != nil {
 		g.push = newPushdown(o.Pushdown, o.LookbackDelta)
 	}
@@ -460,7 +469,7 @@ func (g *Gate) consented(ctx context.Context, c *config.Caller, reg *registry.Re
 		// the engine's query API, for the consented RMPs only.
 		base = g.push.api.Raw()
 	}
-	cq := &consentQueryable{base: base, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta, push: g.push}
+	cq := &consentQueryable{base: base, allowed: map[string]map[string]bool{}, limit: timestamp.FromTime(limit), tolerance: g.o.LookbackDelta, sealed: g.sealed, push: g.push}
 	rc := cacheOf(ctx, reg)
 	for _, name := range p.perimeters {
 		set := map[string]bool{}

@@ -308,6 +308,36 @@ func (e *Embedded) BlockRanges(mint, maxt int64) [][2]int64 {
 	return out
 }
 
+// Sealed returns the identity (ULID) of the one persisted block that holds
+// all of [lo, hi] when nothing else can hold samples there: no other
+// block, neither the in-memory head nor the out-of-order head overlaps it.
+// A block never changes, so a read of such a range can be remembered under
+// that identity (gate.TimeBlocks); compaction and retention make new
+// blocks with new identities. The out-of-order head's range is the TSDB's
+// own conservative bound: it never lies about a sample being there.
+func (e *Embedded) Sealed(lo, hi int64) (string, bool) {
+	var id string
+	for _, b := range e.Blocks() {
+		if b.MinTime() > hi || b.MaxTime() <= lo {
+			continue
+		}
+		if id != "" || b.MinTime() > lo || b.MaxTime() <= hi {
+			return "", false // several blocks, or one that does not hold all of it
+		}
+		id = b.Meta().ULID.String()
+	}
+	h := e.Head()
+	switch {
+	case id == "":
+		return "", false
+	case h.MinTime() <= hi:
+		return "", false
+	case h.MinOOOTime() <= hi && lo <= h.MaxOOOTime():
+		return "", false
+	}
+	return id, true
+}
+
 // Ready is always nil once the TSDB is open: tsdb.Open replays the WAL before returning.
 func (e *Embedded) Ready(context.Context) error { return nil }
 

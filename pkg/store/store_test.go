@@ -186,4 +186,21 @@ func TestBlockRanges(t *testing.T) {
 	// A span inside one block is one range.
 	b := db.Blocks()[0]
 	require.Equal(t, [][2]int64{{b.MinTime(), b.MaxTime() - 1}}, db.BlockRanges(b.MinTime()+1, b.MaxTime()-2))
+
+	// A persisted block is sealed under its ULID; the head, a range
+	// wider than one block, and a block the out-of-order head overlaps
+	// are not.
+	id, ok := db.Sealed(b.MinTime(), b.MaxTime()-1)
+	require.True(t, ok)
+	require.Equal(t, b.Meta().ULID.String(), id)
+	_, ok = db.Sealed(db.Head().MinTime(), db.Head().MaxTime())
+	require.False(t, ok, "head")
+	_, ok = db.Sealed(b.MinTime()-1, b.MaxTime()-1)
+	require.False(t, ok, "wider than the block")
+	app = db.AppenderV2(context.Background())
+	_, err = app.Append(0, ls, 0, b.MinTime()+1, -1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+	_, ok = db.Sealed(b.MinTime(), b.MaxTime()-1)
+	require.False(t, ok, "out-of-order head over the block")
 }

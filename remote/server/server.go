@@ -155,19 +155,34 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		push = es.Evaluator()
 	}
 	s.gate, err = gate.New(gate.Options{
-		Registry:      s.Registry,
-		Queryable:     s.store,
-		Pushdown:      push,
-		Engine:        s.engine,
-		Audit:         auditLog,
-		Now:           o.Now,
-		LookbackDelta: time.Duration(cfg.Query.LookbackDelta),
-		Logger:        o.Logger.With("component", "gate"),
+		Registry:        s.Registry,
+		Queryable:       s.store,
+		Pushdown:        push,
+		Engine:          s.engine,
+		Audit:           auditLog,
+		Now:             o.Now,
+		LookbackDelta:   time.Duration(cfg.Query.LookbackDelta),
+		SealedReadBytes: cfg.Query.SealedReadBytes,
+		Logger:          o.Logger.With("component", "gate"),
 	})
 	if err != nil {
 		_ = s.Close()
 		return nil, err
 	}
+	for _, result := range []string{"hit", "miss", "unsealed"} {
+		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "metergate_gate_sealed_reads_total",
+			Help:        "Reads of an index register over one storage block by exports: from the readings kept of a sealed block (hit), of a sealed block not kept (miss), of a block that may still change (unsealed).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 {
+			st := s.gate.SealedReads()
+			return float64(map[string]uint64{"hit": st.Hits, "miss": st.Misses, "unsealed": st.Unsealed}[result])
+		}))
+	}
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "metergate_gate_sealed_read_bytes",
+		Help: "Estimated memory of the index readings of sealed storage blocks kept between exports (query.sealed_read_bytes bounds it).",
+	}, func() float64 { return float64(s.gate.SealedReads().Bytes) }))
 	if err := s.startRules(); err != nil {
 		_ = s.Close()
 		return nil, err
