@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -129,7 +130,9 @@ func readIndexAt(ctx context.Context, q storage.Queryable, source string, midnig
 		r := readings[rmp]
 		if r == nil {
 			r = rows.next()
-			readings[rmp] = r
+			// A copy: the label's string holds the whole label set of the
+			// series, which a kept read (sealed.go) would pin.
+			readings[strings.Clone(rmp)] = r
 		}
 		it = s.Iterator(it)
 		for i := range got {

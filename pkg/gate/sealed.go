@@ -139,8 +139,8 @@ func (s *sealedReads) put(k sealedKey, r *indexRead) {
 }
 
 // readSize estimates the memory of a read: the readings, the PRM strings
-// and the map's own slots.
+// (copied out of the label sets by readIndexAt) and the map's own slots.
 func readSize(r *indexRead) int64 {
-	const perRMP = 16 + 14 + 24 + 16 // string header and bytes, slice header, map slot
+	const perRMP = 16 + 16 + 24 + 16 // string header, its 14 bytes' allocation, slice header, map slot
 	return int64(len(r.midnights))*8 + int64(len(r.readings))*(perRMP+int64(len(r.midnights))*8)
 }
