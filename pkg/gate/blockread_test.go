@@ -19,6 +19,7 @@ import (
 	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/gate/gatetest"
 	"github.com/metergate/metergate/pkg/localday"
+	"github.com/metergate/metergate/pkg/store"
 )
 
 // cutStorage is storage whose "blocks" are cut wherever the test says:
@@ -41,19 +42,7 @@ func (c cutStorage) Sealed(lo, hi int64) (string, bool) {
 }
 
 func (c cutStorage) BlockRanges(mint, maxt int64) [][2]int64 {
-	var out [][2]int64
-	lo := int64(math.MinInt64)
-	for _, b := range append(slices.Clone(c.cuts), math.MaxInt64) {
-		hi := b - 1
-		if b == math.MaxInt64 {
-			hi = b
-		}
-		if hi >= mint && lo <= maxt && lo <= hi {
-			out = append(out, [2]int64{lo, hi})
-		}
-		lo = b
-	}
-	return out
+	return store.RangesBetween(c.cuts, mint, maxt)
 }
 
 // blockReadFixture is a TSDB of index readings over two months around the
@@ -62,11 +51,7 @@ func (c cutStorage) BlockRanges(mint, maxt int64) [][2]int64 {
 // series of one RMP, gaps.
 func blockReadFixture(t *testing.T, tol time.Duration) (*tsdb.DB, localday.Day, int) {
 	t.Helper()
-	opts := tsdb.DefaultOptions()
-	opts.OutOfOrderTimeWindow = int64(1000 * 24 * time.Hour / time.Millisecond)
-	db, err := tsdb.Open(t.TempDir(), nil, nil, opts, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	db := gatetest.OpenTSDB(t)
 	first, days := localday.Day{Year: 2024, Month: time.October, Day: 1}, 60
 	rng := rand.New(rand.NewPCG(1, 2))
 	app := db.Appender(context.Background())
@@ -227,11 +212,7 @@ func TestBlockReadsAgree(t *testing.T) {
 func TestBlockReadsEdges(t *testing.T) {
 	tol := 5 * time.Minute
 	e := gatetest.BuildEdges(tol)
-	opts := tsdb.DefaultOptions()
-	opts.OutOfOrderTimeWindow = int64(1000 * 24 * time.Hour / time.Millisecond)
-	db, err := tsdb.Open(t.TempDir(), nil, nil, opts, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	db := gatetest.OpenTSDB(t)
 	app := db.Appender(context.Background())
 	samples := slices.Clone(e.Samples)
 	slices.SortStableFunc(samples, func(a, b gatetest.Sample) int { return int(a.T - b.T) })

@@ -227,11 +227,7 @@ func TestPushdownAnswersAsTheGate(t *testing.T) {
 // openEdges writes the edge district into a fresh TSDB.
 func openEdges(t *testing.T, e *gatetest.Edges) *tsdb.DB {
 	t.Helper()
-	opts := tsdb.DefaultOptions()
-	opts.OutOfOrderTimeWindow = int64(1000 * 24 * time.Hour / time.Millisecond)
-	db, err := tsdb.Open(t.TempDir(), nil, nil, opts, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	db := gatetest.OpenTSDB(t)
 	samples := slices.Clone(e.Samples)
 	slices.SortStableFunc(samples, func(a, b gatetest.Sample) int { return int(a.T - b.T) })
 	app := db.Appender(context.Background())

@@ -291,6 +291,15 @@ func (e *Embedded) BlockRanges(mint, maxt int64) [][2]int64 {
 	if h := e.Head().MinTime(); h != math.MaxInt64 {
 		cuts = append(cuts, h)
 	}
+	return RangesBetween(cuts, mint, maxt)
+}
+
+// RangesBetween cuts the time line at cuts (in any order) into contiguous
+// ranges [lo, hi] and returns those that overlap [mint, maxt]: the first
+// is open before the first cut (math.MinInt64), the last after the last
+// one (math.MaxInt64).
+func RangesBetween(cuts []int64, mint, maxt int64) [][2]int64 {
+	cuts = slices.Clone(cuts)
 	slices.Sort(cuts)
 	cuts = slices.Compact(cuts)
 	var out [][2]int64

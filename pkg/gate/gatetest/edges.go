@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/metergate/metergate/pkg/catalogue"
 	"github.com/metergate/metergate/pkg/localday"
@@ -218,4 +220,19 @@ func (e *Edges) Cases() []EdgeCase {
 		}
 	}
 	return out
+}
+
+// OpenTSDB opens an empty TSDB in a test directory, closed at the end of
+// the test, whose out-of-order window takes any day of the fixtures
+// (1,000 days) whatever order they are written in.
+func OpenTSDB(t testing.TB) *tsdb.DB {
+	t.Helper()
+	opts := tsdb.DefaultOptions()
+	opts.OutOfOrderTimeWindow = int64(1000 * 24 * time.Hour / time.Millisecond)
+	db, err := tsdb.Open(t.TempDir(), nil, nil, opts, nil)
+	if err != nil {
+		t.Fatalf("opening a TSDB: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
