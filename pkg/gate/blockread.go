@@ -70,10 +70,9 @@ type blockRead struct {
 	err    error
 }
 
-// readIndexByBlocks is readIndex over the given midnights (increasing,
-// non-empty), assembled from whole-block readings. ok is false when the
-// storage has no blocks, or the read is narrowed: then readIndex reads as
-// usual.
+// readIndex is readIndex over the given midnights (increasing, non-empty),
+// assembled from whole-block readings. ok is false when the storage has no
+// blocks, or the read is narrowed: then readIndex reads as usual.
 func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, sealed *sealedReads, source string, midnights []int64, tol int64) (*indexRead, bool, error) {
 	tb, ok := q.(TimeBlocks)
 	if !ok || ctx.Value(narrowKey{}) != nil {
@@ -108,17 +107,32 @@ func (b *blockReads) readIndex(ctx context.Context, q storage.Queryable, sealed 
 		if err != nil {
 			return nil, true, err
 		}
-		// Consecutive local midnights: the block's run from the first.
-		at, found := slices.BinarySearch(br.r.midnights, midnights[i])
-		if !found || at+j-i > len(br.r.midnights) || br.r.midnights[at+j-i-1] != midnights[j-1] {
-			return nil, true, fmt.Errorf("reading %s: midnights %d to %d missing from the block read [%d, %d]", source, midnights[i], midnights[j-1], rg[0], rg[1])
+		// Where each midnight is in the block's read: usually a run of
+		// consecutive days, copied at once; a query with a step of
+		// several days picks them one by one.
+		pos := make([]int, j-i)
+		for k := range pos {
+			at, found := slices.BinarySearch(br.r.midnights, midnights[i+k])
+			if !found {
+				return nil, true, fmt.Errorf("reading %s: midnight %d missing from the block read [%d, %d]", source, midnights[i+k], rg[0], rg[1])
+			}
+			pos[k] = at
 		}
+		at, consecutive := pos[0], pos[len(pos)-1]-pos[0] == len(pos)-1
 		if out == nil {
 			out = &indexRead{midnights: midnights, readings: make(map[string][]float64, len(br.r.readings))}
 			rows = rowAllocator{n: len(midnights), rows: len(br.r.readings)}
 		}
 		for rmp, rd := range br.r.readings {
-			run := rd[at : at+j-i]
+			var run []float64
+			if consecutive {
+				run = rd[at : at+j-i]
+			} else {
+				run = make([]float64, j-i)
+				for k, p := range pos {
+					run[k] = rd[p]
+				}
+			}
 			if allNaN(run) {
 				continue
 			}
