@@ -344,3 +344,37 @@ func BenchmarkQuartiles(b *testing.B) {
 		})
 	}
 }
+
+// FuzzOrderStats: whatever the values (ties, NaN, infinities, adversarial
+// orders) and whatever ranks are asked in whatever order, a selection is
+// what sorting then indexing gives.
+func FuzzOrderStats(f *testing.F) {
+	f.Add([]byte{3, 1, 2, 2, 0, 9}, []byte{0, 5, 2})
+	f.Add([]byte{7, 7, 7, 7}, []byte{3, 0})
+	f.Add([]byte{255, 254, 1, 0, 128, 128, 3}, []byte{6, 1, 4, 4})
+	f.Fuzz(func(t *testing.T, raw, ranks []byte) {
+		if len(raw) == 0 || len(raw) > 4096 {
+			return
+		}
+		// One byte a value: small ranges make ties; a few bytes stand
+		// for NaN and the infinities.
+		values := make([]float64, len(raw))
+		for i, b := range raw {
+			switch b {
+			case 250:
+				values[i] = math.NaN()
+			case 251:
+				values[i] = math.Inf(1)
+			case 252:
+				values[i] = math.Inf(-1)
+			default:
+				values[i] = float64(b) / 4
+			}
+		}
+		rs := make([]int, 0, len(ranks))
+		for _, r := range ranks {
+			rs = append(rs, int(r)%len(values))
+		}
+		requireSelects(t, values, rs)
+	})
+}
