@@ -48,6 +48,12 @@ type Config struct {
 type Storage struct {
 	Retention        model.Duration `yaml:"retention"`
 	OutOfOrderWindow model.Duration `yaml:"out_of_order_window"`
+	// WALSync fsyncs the embedded TSDB's write-ahead logs before a
+	// remote-write request is answered (store.WALSyncer), so that an
+	// acknowledged sample survives a power loss, not only a crash of the
+	// process. On by default; off, the WAL is written but not fsynced
+	// before the answer, as in Prometheus.
+	WALSync bool `yaml:"wal_sync"`
 	// Engine is embedded (default) or remote (see remote.go).
 	Engine string        `yaml:"engine,omitempty"`
 	Remote RemoteStorage `yaml:"remote,omitempty"`
@@ -151,6 +157,7 @@ func Defaults() Config {
 			Retention: model.Duration(5 * 365 * 24 * time.Hour),
 			// Linky data of day D arrives during D+1 and retries may take days.
 			OutOfOrderWindow: model.Duration(7 * 24 * time.Hour),
+			WALSync:          true,
 		},
 		Query: Query{
 			Timeout:       model.Duration(2 * time.Minute),

@@ -54,8 +54,12 @@ type Options struct {
 	// RMP's holder has one at that instant.
 	CollectionNeedsConsent func(*catalogue.Metric) bool
 	CurveCollectable       func(rmp string, t time.Time) bool
-	Logger                 *slog.Logger
-	Registerer             prometheus.Registerer
+	// Sync, when set, makes what the request committed durable (the
+	// TSDB's write-ahead logs fsynced: store.WALSyncer) before the answer
+	// leaves; its error answers 500, which the sender retries.
+	Sync       func() error
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 type metrics struct {
@@ -135,6 +139,14 @@ type handler struct {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{header: http.Header{}}
 	h.serve(rec, r)
+	if h.opts.Sync != nil && (rec.code/100 == 2 || rec.code == http.StatusBadRequest) {
+		// A 400 may have stored the request's other series.
+		if err := h.opts.Sync(); err != nil {
+			h.opts.Logger.Error("remote-write: committed samples could not be made durable; answering 500", "err", err)
+			rec = &recorder{header: http.Header{}}
+			http.Error(rec, "committed samples could not be made durable: "+err.Error(), http.StatusInternalServerError)
+		}
+	}
 	for k, v := range rec.header {
 		w.Header()[k] = v
 	}

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -286,5 +287,40 @@ func TestWrittenHeaders(t *testing.T) {
 			require.Equal(t, "0", rec.Header().Get("X-Prometheus-Remote-Write-Histograms-Written"))
 			require.Equal(t, "0", rec.Header().Get("X-Prometheus-Remote-Write-Exemplars-Written"))
 		}
+	}
+}
+
+// TestSyncBeforeAnswer: a request is answered only after what it
+// committed was synced (1.0 and 2.0 alike), a refusal that stored nothing
+// costs no sync, and a failed sync answers 500, which the sender retries.
+func TestSyncBeforeAnswer(t *testing.T) {
+	now := time.Now()
+	for _, v := range []struct {
+		ct  string
+		enc func(testing.TB, []st.Series) []byte
+	}{{st.ContentTypeV1, st.EncodeV1}, {st.ContentTypeV2, st.EncodeV2}} {
+		t.Run(v.ct, func(t *testing.T) {
+			mem := &memStore{}
+			var syncedAt []int // samples committed when each sync ran
+			var fail error
+			h := ingest.NewHandler(ingest.Options{Storage: mem, MaxSamplesPerRequest: 100, Sync: func() error {
+				mem.mu.Lock()
+				syncedAt = append(syncedAt, mem.committed)
+				mem.mu.Unlock()
+				return fail
+			}})
+			code, body := post(h, "s", v.ct, v.enc(t, series(10, 10, now)))
+			require.Equal(t, http.StatusNoContent, code, body)
+			require.Equal(t, []int{100}, syncedAt, "synced after the commit, before the answer")
+
+			code, _ = post(h, "s", v.ct, v.enc(t, series(101, 1, now)))
+			require.Equal(t, http.StatusRequestEntityTooLarge, code)
+			require.Len(t, syncedAt, 1, "nothing stored, nothing synced")
+
+			fail = errors.New("I/O error")
+			code, body = post(h, "s", v.ct, v.enc(t, series(5, 2, now)))
+			require.Equal(t, http.StatusInternalServerError, code)
+			require.Contains(t, body, "could not be made durable")
+		})
 	}
 }

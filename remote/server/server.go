@@ -54,6 +54,7 @@ type Server struct {
 	limits   *limits
 	series   *ingest.SeriesLimiter
 	walGuard *ingest.WALGuard // nil unless the embedded TSDB
+	walSync  func() error     // nil unless the embedded TSDB with storage.wal_sync
 	tls      *serverTLS       // nil: plain HTTP
 	handler  http.Handler
 	ready    atomic.Bool
@@ -124,6 +125,9 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 			return nil, err
 		}
 		o.Logger.Debug("series known to the new-series limit and the WAL guard", "series", n)
+		if cfg.Storage.WALSync {
+			s.walSync = store.NewWALSyncer(cfg.Path(cfg.DataDir)).Sync
+		}
 	}
 	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "metergate_tsdb_head_series",
@@ -407,6 +411,7 @@ func (s *Server) routes(eval query.Evaluator) http.Handler {
 		MaxSamplesPerRequest:   s.cfg.Write.MaxSamplesPerRequest,
 		Series:                 s.series,
 		WAL:                    s.walGuard,
+		Sync:                   s.walSync,
 		Sender:                 func(r *http.Request) string { return CallerOf(r).Name },
 		LimitHits:              s.limits.hits,
 		CollectionNeedsConsent: policy.CollectionNeedsConsent,
