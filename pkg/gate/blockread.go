@@ -18,7 +18,7 @@ import (
 // touches, a lookup and decoding of the series' labels and chunk
 // references there, whatever the number of samples: one read per block is
 // about half the cost of consecutive reads that each straddle two blocks
-// (docs/exports.md#block-aligned-reads).
+// (docs/exports.md#block-reads-member-runs-order-statistics-sealed-blocks).
 type TimeBlocks interface {
 	// BlockRanges returns the ranges [lo, hi] (milliseconds, inclusive),
 	// ascending, contiguous and without overlap, that cover [mint, maxt]
