@@ -171,23 +171,15 @@ func TestCasesOverEngines(t *testing.T) {
 			if tc.write {
 				writeDistrict(t, d, srv, tc.engine)
 			}
-			rawBefore, queriesBefore := engineReads(t, tc.engine)
+			rawBefore, queriesBefore := settledEngineReads(t, tc.engine)
 			defer func() {
 				if t.Failed() || tc.evaluate != config.EvaluateEngine {
 					return
 				}
-				raw, queries := engineReads(t, tc.engine)
+				raw, queries := settledEngineReads(t, tc.engine)
+				require.Greater(t, queries, queriesBefore, "the engine answered the gate's queries")
 				require.Equal(t, rawBefore, raw, "no raw sample read: the engine computed")
-				// The engine's own request counters have read unchanged in
-				// about one run of four under load (VictoriaMetrics'
-				// /metrics, not understood); metergate's count of the
-				// queries it sent is the one to trust, the engine's is
-				// logged.
-				require.Contains(t, metrics(t, srv.URL), `metergate_engine_queries_total{outcome="ok"}`)
 				require.NotContains(t, metrics(t, srv.URL), `metergate_engine_queries_total{outcome="ok"} 0`+"\n")
-				if queries <= queriesBefore {
-					t.Logf("%s's query counters did not move (%v before, %v after)", tc.engine.Kind, queriesBefore, queries)
-				}
 			}()
 			for _, c := range gatetest.Cases {
 				token := tokens[callerKey(c.Audience, c.UseCases)]
