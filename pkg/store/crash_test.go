@@ -17,6 +17,36 @@ import (
 	"github.com/metergate/metergate/pkg/store/storetest"
 )
 
+// The crash tests write index registers on a minute grid that starts 9
+// hours ago: inside the 7-day out-of-order window, before now.
+var (
+	crashMeter = labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
+	crashOther = labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000002")
+)
+
+type minuteGrid struct{ base time.Time }
+
+func newMinuteGrid() minuteGrid {
+	return minuteGrid{time.Now().Add(-9 * time.Hour).Truncate(time.Minute)}
+}
+
+// at is the instant of a minute of the grid, in milliseconds.
+func (g minuteGrid) at(minute int) int64 {
+	return g.base.Add(time.Duration(minute) * time.Minute).UnixMilli()
+}
+
+// write appends minutes [from, to) of ls, each valued its minute, in one
+// commit.
+func (g minuteGrid) write(t *testing.T, db *Embedded, ls labels.Labels, from, to int) {
+	t.Helper()
+	app := db.Appender(context.Background())
+	for m := from; m < to; m++ {
+		_, err := app.Append(0, ls, g.at(m), float64(m))
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+}
+
 // A SIGKILL in the middle of an out-of-order commit can leave in the WBL
 // the m-map marker of a chunk whose samples record never reached the file,
 // and lose the chunk itself (the TSDB writes head chunks through a queue
@@ -32,21 +62,10 @@ func TestOutOfOrderSamplesSurviveTwoCrashes(t *testing.T) {
 	dir := t.TempDir()
 	db, err := OpenEmbedded(dir, o, nil, nil)
 	require.NoError(t, err)
-	meter := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
-	other := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000002")
-	base := time.Now().Add(-9 * time.Hour).Truncate(time.Minute)
-	at := func(minute int) int64 { return base.Add(time.Duration(minute) * time.Minute).UnixMilli() }
-	appendMinutes := func(db *Embedded, ls labels.Labels, from, to int) {
-		app := db.Appender(context.Background())
-		for m := from; m < to; m++ {
-			_, err := app.Append(0, ls, at(m), float64(m))
-			require.NoError(t, err)
-		}
-		require.NoError(t, app.Commit())
-	}
-	appendMinutes(db, meter, 400, 401) // the newest: what follows is out of order
-	appendMinutes(db, meter, 0, 32)    // acknowledged: fills an out-of-order chunk
-	appendMinutes(db, meter, 32, 33)   // cuts it: marker, then this sample, in the WBL
+	meter, other, grid := crashMeter, crashOther, newMinuteGrid()
+	grid.write(t, db, meter, 400, 401) // the newest: what follows is out of order
+	grid.write(t, db, meter, 0, 32)    // acknowledged: fills an out-of-order chunk
+	grid.write(t, db, meter, 32, 33)   // cuts it: marker, then this sample, in the WBL
 
 	crashed := t.TempDir()
 	storetest.CopyDir(t, dir, crashed)
@@ -58,16 +77,16 @@ func TestOutOfOrderSamplesSurviveTwoCrashes(t *testing.T) {
 	// reach the disk, here by a clean shutdown.
 	db, err = OpenEmbedded(crashed, o, nil, nil)
 	require.NoError(t, err)
-	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the first crash")
-	appendMinutes(db, other, 400, 401)
-	appendMinutes(db, other, 0, 64) // out-of-order chunks m-mapped to the new file
+	require.Equal(t, 32, countSamples(t, db, meter, grid.at(0), grid.at(31)), "after the first crash")
+	grid.write(t, db, other, 400, 401)
+	grid.write(t, db, other, 0, 64) // out-of-order chunks m-mapped to the new file
 	require.NoError(t, db.Close())
 
 	db, err = OpenEmbedded(crashed, o, nil, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the second start: acknowledged out-of-order samples lost")
-	require.Equal(t, 64, countSamples(t, db, other, at(0), at(63)))
+	require.Equal(t, 32, countSamples(t, db, meter, grid.at(0), grid.at(31)), "after the second start: acknowledged out-of-order samples lost")
+	require.Equal(t, 64, countSamples(t, db, other, grid.at(0), grid.at(63)))
 }
 
 // A crash that leaves the WAL's last record unfinished (a SIGKILL in the
@@ -81,16 +100,9 @@ func TestOutOfOrderSamplesSurviveWALRepair(t *testing.T) {
 	dir := t.TempDir()
 	db, err := OpenEmbedded(dir, o, nil, nil)
 	require.NoError(t, err)
-	meter := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
-	base := time.Now().Add(-9 * time.Hour).Truncate(time.Minute)
-	at := func(minute int) int64 { return base.Add(time.Duration(minute) * time.Minute).UnixMilli() }
+	meter, grid := crashMeter, newMinuteGrid()
 	for _, minutes := range [][2]int{{400, 401}, {0, 10}, {401, 402}} { // newest, out of order, last
-		app := db.Appender(context.Background())
-		for m := minutes[0]; m < minutes[1]; m++ {
-			_, err := app.Append(0, meter, at(m), float64(m))
-			require.NoError(t, err)
-		}
-		require.NoError(t, app.Commit())
+		grid.write(t, db, meter, minutes[0], minutes[1])
 	}
 	crashed := t.TempDir()
 	storetest.CopyDir(t, dir, crashed)
@@ -101,12 +113,12 @@ func TestOutOfOrderSamplesSurviveWALRepair(t *testing.T) {
 	db, err = OpenEmbedded(crashed, o, nil, reg)
 	require.NoError(t, err)
 	require.Equal(t, 1.0, counterValue(t, reg, walCorruptions), "the WAL was repaired")
-	require.Equal(t, 10, countSamples(t, db, meter, at(0), at(9)), "out-of-order samples after the WAL repair")
+	require.Equal(t, 10, countSamples(t, db, meter, grid.at(0), grid.at(9)), "out-of-order samples after the WAL repair")
 	require.NoError(t, db.Close())
 	db, err = OpenEmbedded(crashed, o, nil, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	require.Equal(t, 10, countSamples(t, db, meter, at(0), at(9)), "out-of-order samples on the next start")
+	require.Equal(t, 10, countSamples(t, db, meter, grid.at(0), grid.at(9)), "out-of-order samples on the next start")
 }
 
 // Both at once: a WBL marker of a lost chunk and an unfinished WAL record.
@@ -119,22 +131,11 @@ func TestOutOfOrderSamplesSurviveWALRepairAndLostChunk(t *testing.T) {
 	dir := t.TempDir()
 	db, err := OpenEmbedded(dir, o, nil, nil)
 	require.NoError(t, err)
-	meter := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000001")
-	other := labels.FromStrings("__name__", "linky_index_wh", "rmp", "20000000000002")
-	base := time.Now().Add(-9 * time.Hour).Truncate(time.Minute)
-	at := func(minute int) int64 { return base.Add(time.Duration(minute) * time.Minute).UnixMilli() }
-	appendMinutes := func(ls labels.Labels, from, to int) {
-		app := db.Appender(context.Background())
-		for m := from; m < to; m++ {
-			_, err := app.Append(0, ls, at(m), float64(m))
-			require.NoError(t, err)
-		}
-		require.NoError(t, app.Commit())
-	}
-	appendMinutes(other, 0, 400) // in order: the replay cuts and m-maps head chunks
-	appendMinutes(meter, 400, 401)
-	appendMinutes(meter, 0, 32)
-	appendMinutes(meter, 32, 33) // cuts the out-of-order chunk: marker, then this sample
+	meter, other, grid := crashMeter, crashOther, newMinuteGrid()
+	grid.write(t, db, other, 0, 400) // in order: the replay cuts and m-maps head chunks
+	grid.write(t, db, meter, 400, 401)
+	grid.write(t, db, meter, 0, 32)
+	grid.write(t, db, meter, 32, 33) // cuts the out-of-order chunk: marker, then this sample
 	crashed := t.TempDir()
 	storetest.CopyDir(t, dir, crashed)
 	require.NoError(t, db.Close())
@@ -145,13 +146,13 @@ func TestOutOfOrderSamplesSurviveWALRepairAndLostChunk(t *testing.T) {
 	db, err = OpenEmbedded(crashed, o, nil, reg)
 	require.NoError(t, err)
 	require.Equal(t, 1.0, counterValue(t, reg, walCorruptions), "the WAL was repaired")
-	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "after the WAL repair")
-	require.Equal(t, 400, countSamples(t, db, other, at(0), at(399)))
+	require.Equal(t, 32, countSamples(t, db, meter, grid.at(0), grid.at(31)), "after the WAL repair")
+	require.Equal(t, 400, countSamples(t, db, other, grid.at(0), grid.at(399)))
 	require.NoError(t, db.Close())
 	db, err = OpenEmbedded(crashed, o, nil, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	require.Equal(t, 32, countSamples(t, db, meter, at(0), at(31)), "on the next start")
+	require.Equal(t, 32, countSamples(t, db, meter, grid.at(0), grid.at(31)), "on the next start")
 }
 
 // tearLastWALRecord corrupts the end of the WAL's last segment, as a crash
