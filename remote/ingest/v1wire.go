@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"math"
 	"unsafe"
 
 	vmprompb "github.com/VictoriaMetrics/VictoriaMetrics/lib/prompb"
@@ -17,8 +18,9 @@ import (
 // VictoriaMetrics' _count, _sum and _bucket{vmrange} series (and drops
 // those without a metric name), and refuses some bodies the generated code
 // accepts (unknown group fields, varints past 64 bits). It also accepts a
-// few the generated code refuses (a field numbered 0): those are stored as
-// it decodes them. Stored as it decodes them, a histogram would be
+// few the generated code refuses (a field numbered 0, or past 2^31-1,
+// which it skips as unknown): scanV1 finds those and sends them to the
+// generated code, which answers 400. Stored as it decodes them, a histogram would be
 // refused under another series' name, or not at all, where Prometheus's
 // handler refuses the histogram itself. So the requests whose series carry
 // exemplars or histograms, and those VictoriaMetrics' unmarshaler refuses,
@@ -34,9 +36,10 @@ func (e *wireError) Unwrap() error { return e.err }
 // VictoriaMetrics' easyproto, without decoding them, for two things:
 //
 //   - whether the generated code must decode the request: a series has an
-//     exemplar or histogram field (3, 4), whatever its wire type, or the
-//     fields cannot even be delimited (the generated code then says what
-//     is wrong);
+//     exemplar or histogram field (3, 4), whatever its wire type, a field
+//     of the request, of a series, label, sample or metadata has a number
+//     the generated code refuses (numbered), or the fields cannot even be
+//     delimited (the generated code then says what is wrong);
 //   - for each series VictoriaMetrics' unmarshaler will return (those with
 //     a sample field, in order), its label fields as sent when they come
 //     first and together, as every sender encodes them, nil otherwise. The
@@ -50,6 +53,14 @@ func scanV1(raw []byte, wires [][]byte) (_ [][]byte, generated bool) {
 		if src, err = fc.NextField(src); err != nil {
 			return wires, true
 		}
+		if !numbered(fc.FieldNum) {
+			return wires, true
+		}
+		if fc.FieldNum == 3 { // metadata: VictoriaMetrics' unmarshaler reads it too
+			if md, ok := fc.MessageData(); ok && !numberedFields(md) {
+				return wires, true
+			}
+		}
 		if fc.FieldNum != 1 {
 			continue
 		}
@@ -62,6 +73,14 @@ func scanV1(raw []byte, wires [][]byte) (_ [][]byte, generated bool) {
 			start := len(series) - len(rest)
 			if rest, err = sfc.NextField(rest); err != nil {
 				return wires, true
+			}
+			if !numbered(sfc.FieldNum) {
+				return wires, true
+			}
+			if sfc.FieldNum == 1 || sfc.FieldNum == 2 {
+				if m, ok := sfc.MessageData(); ok && !numberedFields(m) {
+					return wires, true
+				}
 			}
 			switch sfc.FieldNum {
 			case 1:
@@ -86,6 +105,61 @@ func scanV1(raw []byte, wires [][]byte) (_ [][]byte, generated bool) {
 		wires = append(wires, wire)
 	}
 	return wires, false
+}
+
+// numbered tells whether the generated code accepts a field number: it
+// reads the number as an int32 and refuses 0 and below; easyproto reads a
+// uint32 and lets the unmarshaler skip the field as unknown.
+func numbered(n uint32) bool { return n != 0 && n <= math.MaxInt32 }
+
+// numberedFields tells whether every field of a label, sample or metadata
+// message has a number the generated code accepts. It runs on every label
+// and sample of a request, so the tags every sender writes (one byte:
+// field 1 or 2, a string, a double or a varint) are walked by hand;
+// anything else goes through easyproto. A message whose fields cannot be
+// delimited passes: VictoriaMetrics' unmarshaler refuses it, and the
+// generated code then decodes the request.
+func numberedFields(msg []byte) bool {
+	for i := 0; i < len(msg); {
+		tag := msg[i]
+		if tag < 8 || tag >= 0x80 {
+			return numberedFieldsSlow(msg[i:])
+		}
+		i++
+		switch tag & 7 {
+		case 0: // varint
+			for i < len(msg) && msg[i] >= 0x80 {
+				i++
+			}
+			i++
+		case 1: // 64-bit
+			i += 8
+		case 2: // length-delimited, short
+			if i >= len(msg) || msg[i] >= 0x80 {
+				return numberedFieldsSlow(msg[i-1:])
+			}
+			i += 1 + int(msg[i])
+		case 5: // 32-bit
+			i += 4
+		default:
+			return numberedFieldsSlow(msg[i-1:])
+		}
+	}
+	return true
+}
+
+func numberedFieldsSlow(msg []byte) bool {
+	var fc easyproto.FieldContext
+	var err error
+	for len(msg) > 0 {
+		if msg, err = fc.NextField(msg); err != nil {
+			return true
+		}
+		if !numbered(fc.FieldNum) {
+			return false
+		}
+	}
+	return true
 }
 
 // within tells whether the string s lies in the bytes b: that the labels
