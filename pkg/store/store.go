@@ -86,6 +86,7 @@ func OpenEmbedded(dir string, o Options, logger *slog.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
+	logger = tsdbLogger(logger)
 	if reg != nil {
 		reg = replacingRegisterer{reg}
 	}
