@@ -33,13 +33,24 @@ type WALSyncer struct {
 	started uint64 // syncs started
 	done    uint64 // syncs finished
 	running bool
-	err     error             // of the last finished sync
-	newest  map[string]string // dir → the newest segment at its last sync
+	err     error // of the last finished sync
+
+	// Owned by the one running sync.
+	newest map[string]string    // dir → the newest segment at its last sync
+	synced map[string]fileState // segment → what it was when its last fsync began
+}
+
+// fileState is what a segment looked like. Segments only grow, by
+// write(2) from the TSDB's commits: a segment that looks as it did when an
+// fsync began holds nothing that fsync did not cover.
+type fileState struct {
+	size  int64
+	mtime int64
 }
 
 // NewWALSyncer syncs the write-ahead logs of the TSDB in dir.
 func NewWALSyncer(dir string) *WALSyncer {
-	s := &WALSyncer{dirs: []string{filepath.Join(dir, "wal"), filepath.Join(dir, "wbl")}, fsync: fsyncPath, newest: map[string]string{}}
+	s := &WALSyncer{dirs: []string{filepath.Join(dir, "wal"), filepath.Join(dir, "wbl")}, fsync: fsyncPath, newest: map[string]string{}, synced: map[string]fileState{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -71,9 +82,18 @@ func (s *WALSyncer) Sync() error {
 
 // syncLogs fsyncs the two newest segments of each log (the previous one
 // may have been cut after the caller's write and be fsynced by the TSDB
-// in the background), and the log's directory when its newest segment is
-// new, so that the segment's name survives too.
+// in the background) that changed since their last fsync, all at once,
+// and the log's directory when its newest segment is new, so that the
+// segment's name survives too.
+//
+// An fsync costs about 0.26 ms with data to write and 0.05 ms without on
+// the machine of docs/performance.md. Skipping the segments that did not
+// change, most often the WBL's and the previous WAL segment, and running
+// the others in parallel is what keeps the sync short.
 func (s *WALSyncer) syncLogs() error {
+	var dirty []string
+	var states []fileState
+	var dirs []string
 	for _, dir := range s.dirs {
 		segs, err := segments(dir)
 		if err != nil {
@@ -82,22 +102,69 @@ func (s *WALSyncer) syncLogs() error {
 		if len(segs) == 0 {
 			continue
 		}
-		for _, seg := range segs[max(0, len(segs)-2):] {
-			// The older one may have been truncated away meanwhile: its
-			// samples are in a checkpoint or a block, fsynced.
-			if err := s.fsync(filepath.Join(dir, seg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		recent := segs[max(0, len(segs)-2):]
+		for _, seg := range recent {
+			path := filepath.Join(dir, seg)
+			info, err := os.Stat(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				// Truncated away meanwhile: its samples are in a
+				// checkpoint or a block, fsynced.
+				continue
+			}
+			if err != nil {
 				return fmt.Errorf("syncing the write-ahead log: %w", err)
 			}
-		}
-		newest := segs[len(segs)-1]
-		if s.newest[dir] != newest {
-			if err := s.fsync(dir); err != nil {
-				return fmt.Errorf("syncing the write-ahead log's directory: %w", err)
+			st := fileState{size: info.Size(), mtime: info.ModTime().UnixNano()}
+			if prev, ok := s.synced[path]; ok && prev == st {
+				continue
 			}
-			s.newest[dir] = newest
+			dirty, states = append(dirty, path), append(states, st)
+		}
+		if newest := segs[len(segs)-1]; s.newest[dir] != newest {
+			dirs = append(dirs, dir)
+		}
+		s.forget(dir, recent)
+	}
+	errs := make([]error, len(dirty))
+	var wg sync.WaitGroup
+	for i, path := range dirty {
+		wg.Go(func() {
+			if err := s.fsync(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs[i] = fmt.Errorf("syncing the write-ahead log: %w", err)
+			}
+		})
+	}
+	wg.Wait()
+	for i, path := range dirty {
+		if errs[i] == nil {
+			s.synced[path] = states[i]
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The segments' names, after their data: a name that survives points
+	// at data that does.
+	for _, dir := range dirs {
+		if err := s.fsync(dir); err != nil {
+			return fmt.Errorf("syncing the write-ahead log's directory: %w", err)
+		}
+		segs, _ := segments(dir)
+		if len(segs) > 0 {
+			s.newest[dir] = segs[len(segs)-1]
 		}
 	}
 	return nil
+}
+
+// forget drops what is known of the segments of dir that are no longer
+// among the recent ones.
+func (s *WALSyncer) forget(dir string, recent []string) {
+	for path := range s.synced {
+		if filepath.Dir(path) == dir && !slices.Contains(recent, filepath.Base(path)) {
+			delete(s.synced, path)
+		}
+	}
 }
 
 // segments lists the segment files of a write-ahead log directory (named by

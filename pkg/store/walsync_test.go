@@ -15,75 +15,126 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestWALSyncerGroupsAndOrders: every Sync returns only after a sync that
-// began after it was called, and concurrent calls share syncs.
+// TestWALSyncerGroupsAndOrders: what a caller wrote before it called Sync
+// is covered by an fsync when Sync returns, and concurrent calls share
+// fsyncs. Each caller appends to the segment, as a commit does, and
+// requires that an fsync which began once the segment held its write has
+// finished.
 func TestWALSyncerGroupsAndOrders(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "wal"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal", "00000003"), nil, 0o644))
 	seg := filepath.Join(dir, "wal", "00000003")
+	f, err := os.OpenFile(seg, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	defer f.Close()
 
 	s := NewWALSyncer(dir)
-	var begun, finished atomic.Int64 // runs, numbered from 1, of the segment's fsync
+	var durable, fsyncs atomic.Int64 // bytes of the segment an fsync covered
 	s.fsync = func(path string) error {
-		if path == seg {
-			n := begun.Add(1)
-			time.Sleep(time.Millisecond)
-			finished.Store(n)
+		if path != seg {
+			return nil
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		fsyncs.Add(1)
+		time.Sleep(time.Millisecond)
+		for {
+			d := durable.Load()
+			if info.Size() <= d || durable.CompareAndSwap(d, info.Size()) {
+				break
+			}
 		}
 		return nil
 	}
 	const callers = 64
 	var wg sync.WaitGroup
+	var writes sync.Mutex
 	for range callers {
 		wg.Go(func() {
 			for range 10 {
-				before := begun.Load()
+				writes.Lock()
+				_, err := f.Write([]byte{1})
+				info, serr := f.Stat()
+				writes.Unlock()
+				if err != nil || serr != nil {
+					t.Error(err, serr)
+					return
+				}
 				if err := s.Sync(); err != nil {
 					t.Error(err)
 				}
-				if got := finished.Load(); got <= before {
-					t.Errorf("returned after sync %d, which began before the call (%d had begun)", got, before)
+				if got := durable.Load(); got < info.Size() {
+					t.Errorf("returned with %d bytes fsynced, the caller's write ended at %d", got, info.Size())
 				}
 			}
 		})
 	}
 	wg.Wait()
-	require.Less(t, begun.Load(), int64(callers*10), "concurrent calls share syncs")
-	t.Logf("%d calls, %d syncs", callers*10, begun.Load())
+	require.Less(t, fsyncs.Load(), int64(callers*10), "concurrent calls share fsyncs")
+	t.Logf("%d calls, %d fsyncs", callers*10, fsyncs.Load())
 }
 
 // TestWALSyncerSyncsTheNewestSegmentsAndDirectory: the two newest segments
-// of the WAL and the WBL, and a directory whenever its newest segment is
-// new; an error comes back to the caller.
+// of the WAL and the WBL when they changed since their last fsync, and a
+// directory, after the segments, whenever its newest segment is new; an
+// error comes back to the caller, and the segment is fsynced again.
 func TestWALSyncerSyncsTheNewestSegmentsAndDirectory(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"wal/00000001", "wal/00000002", "wal/00000010", "wal/checkpoint.00000001/00000000", "wbl/00000000"} {
 		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, f), nil, 0o644))
 	}
+	appendTo := func(f string) {
+		t.Helper()
+		h, err := os.OpenFile(filepath.Join(dir, f), os.O_WRONLY|os.O_APPEND, 0o644)
+		require.NoError(t, err)
+		_, err = h.Write([]byte("record"))
+		require.NoError(t, err)
+		require.NoError(t, h.Close())
+	}
 	s := NewWALSyncer(dir)
+	var mu sync.Mutex
 	var synced []string
 	s.fsync = func(path string) error {
 		rel, _ := filepath.Rel(dir, path)
+		mu.Lock()
 		synced = append(synced, rel)
+		mu.Unlock()
 		return fsyncPath(path)
 	}
-	require.NoError(t, s.Sync())
-	require.Equal(t, []string{"wal/00000002", "wal/00000010", "wal", "wbl/00000000", "wbl"}, synced)
+	syncNow := func() []string {
+		t.Helper()
+		synced = nil
+		require.NoError(t, s.Sync())
+		return synced
+	}
+	got := syncNow()
+	require.ElementsMatch(t, []string{"wal/00000002", "wal/00000010", "wal", "wbl/00000000", "wbl"}, got)
+	require.ElementsMatch(t, []string{"wal", "wbl"}, got[3:], "directories after the segments")
 
-	synced = nil
-	require.NoError(t, s.Sync())
-	require.Equal(t, []string{"wal/00000002", "wal/00000010", "wbl/00000000"}, synced, "no directory without a new segment")
+	require.Empty(t, syncNow(), "nothing changed: no fsync")
+
+	appendTo("wal/00000010")
+	require.Equal(t, []string{"wal/00000010"}, syncNow(), "only the segment written to")
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal", "00000011"), nil, 0o644))
-	synced = nil
-	require.NoError(t, s.Sync())
-	require.Equal(t, []string{"wal/00000010", "wal/00000011", "wal", "wbl/00000000"}, synced)
+	appendTo("wbl/00000000")
+	got = syncNow()
+	require.ElementsMatch(t, []string{"wal/00000011", "wbl/00000000", "wal"}, got, "the new segment, the one written to, the directory")
+	require.Equal(t, "wal", got[2])
 
 	broken := errors.New("I/O error")
+	appendTo("wal/00000011")
 	s.fsync = func(string) error { return broken }
 	require.ErrorIs(t, s.Sync(), broken)
+	s.fsync = func(path string) error {
+		rel, _ := filepath.Rel(dir, path)
+		synced = append(synced, rel)
+		return nil
+	}
+	require.Equal(t, []string{"wal/00000011"}, syncNow(), "a failed fsync is tried again")
 }
 
 // TestWALSyncerOnTheTSDB syncs a real TSDB's logs after commits, in-order
