@@ -75,6 +75,10 @@ func demoCmd(ctx context.Context, args []string) error {
 
 	fmt.Fprintf(os.Stderr, "metergate demo: server on %s, data in %s; simulating %d days of Confluence (%d meters)...\n",
 		base, filepath.Join(*dir, "data"), *days, len(reg.Meters))
+	ending := "The district stays live: each night the concentrators deliver the day before. Ctrl-C stops."
+	if !*live {
+		ending = fmt.Sprintf("-live=false: the demo stops now; `metergate serve -config %s` serves its data again.", cfgPath)
+	}
 	headend := callerNamed(cfg, "headend")
 	s, err := sender.New(sender.Config{URL: base + "/api/v1/write", Token: headend.Token})
 	if err != nil {
@@ -85,7 +89,7 @@ func demoCmd(ctx context.Context, args []string) error {
 		Days:       *days,
 		Live:       *live,
 		Progress:   &everyNth{w: os.Stderr, n: 10},
-		Backfilled: func(r district.Result) { printWelcome(os.Stdout, base, cfg, r) },
+		Backfilled: func(r district.Result) { printWelcome(os.Stdout, base, cfg, r, ending) },
 	}, s)
 	closeCtx, closeCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer closeCancel()
@@ -166,7 +170,7 @@ func callerNamed(cfg *config.Config, name string) config.Caller {
 	return config.Caller{}
 }
 
-func printWelcome(w io.Writer, base string, cfg *config.Config, r district.Result) {
+func printWelcome(w io.Writer, base string, cfg *config.Config, r district.Result, ending string) {
 	tok := func(name string) string { return callerNamed(cfg, name).Token }
 	yesterday := localday.Of(time.Now()).AddDays(-2)
 	at := yesterday.End().Unix()
@@ -191,9 +195,9 @@ Try:
   curl -s %[4]s/api/v1/query --data-urlencode 'query=sum(linky_consumption_daily_wh{perimeter="confluence"})' --data-urlencode 'time=%[11]d'
   curl -s %[4]s/api/v1/query --data-urlencode 'query=max(linky_consumption_daily_wh{perimeter="confluence"})'   # refused
 
-The district stays live: each night the concentrators deliver the day before. Ctrl-C stops.
+%[12]s
 `, r.Days, r.Samples, r.Elapsed.Round(100*time.Millisecond), base,
-		tok("headend"), tok("admin"), tok("opendata"), tok("partner"), tok("households"), tok("mobility"), at)
+		tok("headend"), tok("admin"), tok("opendata"), tok("partner"), tok("households"), tok("mobility"), at, ending)
 }
 
 // everyNth passes one progress line in n, and the last one.
