@@ -93,7 +93,7 @@ func (s *WALSyncer) Sync() error {
 func (s *WALSyncer) syncLogs() error {
 	var dirty []string
 	var states []fileState
-	var dirs []string
+	newDirs := map[string]string{} // dir → its new newest segment
 	for _, dir := range s.dirs {
 		segs, err := segments(dir)
 		if err != nil {
@@ -121,7 +121,7 @@ func (s *WALSyncer) syncLogs() error {
 			dirty, states = append(dirty, path), append(states, st)
 		}
 		if newest := segs[len(segs)-1]; s.newest[dir] != newest {
-			dirs = append(dirs, dir)
+			newDirs[dir] = newest
 		}
 		s.forget(dir, recent)
 	}
@@ -148,15 +148,17 @@ func (s *WALSyncer) syncLogs() error {
 		return err
 	}
 	// The segments' names, after their data: a name that survives points
-	// at data that does.
-	for _, dir := range dirs {
+	// at data that does. A segment created since the listing is not
+	// recorded as synced: the next sync fsyncs the directory again.
+	for _, dir := range s.dirs {
+		newest, ok := newDirs[dir]
+		if !ok {
+			continue
+		}
 		if err := s.fsync(dir); err != nil {
 			return fmt.Errorf("syncing the write-ahead log's directory: %w", err)
 		}
-		segs, _ := segments(dir)
-		if len(segs) > 0 {
-			s.newest[dir] = segs[len(segs)-1]
-		}
+		s.newest[dir] = newest
 	}
 	return nil
 }
