@@ -17,14 +17,14 @@ import (
 // the rest: it drops exemplars, turns native histograms into
 // VictoriaMetrics' _count, _sum and _bucket{vmrange} series (and drops
 // those without a metric name), and refuses some bodies the generated code
-// accepts (unknown group fields, varints past 64 bits). It also accepts a
-// few the generated code refuses (a field numbered 0, or past 2^31-1,
-// which it skips as unknown): scanV1 finds those and sends them to the
-// generated code, which answers 400. Stored as it decodes them, a histogram would be
+// accepts (unknown group fields, varints past 64 bits), and accepts a few
+// the generated code refuses (a field numbered 0, or past 2^31-1, which it
+// skips as unknown). Stored as it decodes them, a histogram would be
 // refused under another series' name, or not at all, where Prometheus's
 // handler refuses the histogram itself. So the requests whose series carry
-// exemplars or histograms, and those VictoriaMetrics' unmarshaler refuses,
-// are decoded by the generated code, the one Prometheus's handler uses.
+// exemplars or histograms, those VictoriaMetrics' unmarshaler refuses and
+// those only it accepts are decoded by the generated code, the one
+// Prometheus's handler uses, which answers as Prometheus does.
 
 // wireError marks a body that is not a WriteRequest: 400.
 type wireError struct{ err error }
