@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 )
 
@@ -21,8 +22,26 @@ var routine = map[string]bool{
 	"aborting block compactions to persist the head block": true,
 }
 
+// interrupted tells whether a record is the TSDB's report of a compaction
+// that the shutdown cancelled (Close cancels the context of the running
+// compaction, and the next start compacts again): an error record
+// otherwise, logged on every Ctrl-C that falls in a compaction.
+func interrupted(r slog.Record) bool {
+	if r.Level != slog.LevelError || r.Message != "compaction failed" {
+		return false
+	}
+	canceled := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "err" {
+			canceled = errors.Is(err, context.Canceled)
+		}
+		return !canceled
+	})
+	return canceled
+}
+
 // tsdbLogger is the logger given to the TSDB: logger, with the routine
-// warnings lowered to debug.
+// warnings and the compactions interrupted by a shutdown lowered to debug.
 func tsdbLogger(logger *slog.Logger) *slog.Logger {
 	if logger == nil {
 		return nil
@@ -33,7 +52,7 @@ func tsdbLogger(logger *slog.Logger) *slog.Logger {
 type routineHandler struct{ slog.Handler }
 
 func (h routineHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelWarn && routine[r.Message] {
+	if r.Level == slog.LevelWarn && routine[r.Message] || interrupted(r) {
 		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 			return nil
 		}

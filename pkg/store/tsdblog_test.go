@@ -2,6 +2,9 @@ package store
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 
@@ -35,6 +38,18 @@ func TestTSDBLoggerLowersRoutineWarnings(t *testing.T) {
 			func(l *slog.Logger) {
 				l.With("component", "tsdb").WithGroup("g").Warn("Overlapping blocks found during reloadBlocks")
 			}, ""},
+		{"a compaction interrupted by the shutdown", slog.LevelWarn,
+			func(l *slog.Logger) {
+				l.Error("compaction failed", "err", errors.Join(fmt.Errorf("populate block: %w", context.Canceled), context.Canceled))
+			}, ""},
+		{"a compaction interrupted by the shutdown at debug level", slog.LevelDebug,
+			func(l *slog.Logger) {
+				l.Error("compaction failed", "err", fmt.Errorf("compact head: %w", context.Canceled))
+			},
+			`level=DEBUG msg="compaction failed"`},
+		{"a compaction that failed", slog.LevelWarn,
+			func(l *slog.Logger) { l.Error("compaction failed", "err", errors.New("no space left on device")) },
+			`level=ERROR msg="compaction failed" err="no space left on device"`},
 		{"another warning through With", slog.LevelWarn,
 			func(l *slog.Logger) { l.With("component", "tsdb").Warn("WAL corruption detected") },
 			`level=WARN msg="WAL corruption detected" component=tsdb`},

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,6 +120,21 @@ func Get(t testing.TB, base, token, path string, params url.Values) (int, QueryR
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+path+"?"+params.Encode(), nil)
 	require.NoError(t, err)
+	return do(t, req, token)
+}
+
+// PostForm calls an API URL with url-encoded fields in the body, as
+// `curl --data-urlencode` does.
+func PostForm(t testing.TB, apiURL, token string, form url.Values) (int, QueryResponse) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, apiURL, strings.NewReader(form.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return do(t, req, token)
+}
+
+func do(t testing.TB, req *http.Request, token string) (int, QueryResponse) {
+	t.Helper()
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
