@@ -25,9 +25,9 @@ import (
 // while the head is compacted and collected without pause; every
 // acknowledged sample must be found afterwards. Run against the TSDB of
 // Prometheus 2.42 (module v0.42.0, the same test with its older API), it
-// failed 8 runs of 10, losing 1 to 4 first-day readings. It also requires that every reading went to
-// the out-of-order head and that series were collected, so that it cannot
-// pass by missing the path it is about.
+// failed 8 runs of 10, losing 1 to 4 first-day readings. It also requires
+// that every reading went to the out-of-order head and that series were
+// collected, so that it cannot pass by missing the path it is about.
 func TestDeliveriesDuringHeadGarbageCollection(t *testing.T) {
 	const senders, meters = 4, 10000
 	reg := prometheus.NewRegistry()
