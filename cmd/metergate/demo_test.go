@@ -2,16 +2,15 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,10 +31,16 @@ func TestDemoAsTheREADMEShows(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo")
 	}
-	cmd := exec.Command(binary, "demo", "-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-days", "14")
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "demo", "-dir", filepath.Join(dir, "demo"), "-listen", "127.0.0.1:0", "-days", "14")
 	cmd.Dir = filepath.Join("..", "..")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
+	// The demo's log goes to a file, as startProcess's does: read while the
+	// demo writes it, it needs no lock.
+	logf, err := os.Create(filepath.Join(dir, "demo.log"))
+	require.NoError(t, err)
+	t.Cleanup(func() { logf.Close() })
+	cmd.Stderr = logf
+	stderr := logReader(filepath.Join(dir, "demo.log"))
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -140,20 +145,10 @@ func (c curlCommand) do(t *testing.T) (int, st.QueryResponse) {
 	return st.PostForm(t, c.url, c.token, c.form)
 }
 
-// lockedBuffer is a bytes.Buffer a process writes to while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logReader reads a log file whole, for failure messages and checks.
+type logReader string
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (l logReader) String() string {
+	b, _ := os.ReadFile(string(l))
+	return string(b)
 }
